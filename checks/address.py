@@ -1,0 +1,111 @@
+"""Parse and validate the mail address a diagnosis is for.
+
+Bad input is refused with one clear sentence (`InvalidAddress`), never a traceback. Domains
+are normalised to their IDNA (A-label) form, which is what DNS and TLS see; the Unicode form is
+kept for display. Limits follow RFC 5321 §4.5.3.1: 64 octets local part, 255 domain, 63 label.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import idna
+
+MAX_ADDRESS_LENGTH = 254  # RFC 5321 path limit (256) minus the angle brackets
+MAX_LOCAL_LENGTH = 64
+MAX_LABEL_LENGTH = 63
+
+# Dot-atom local part (RFC 5322 §3.2.3) plus UTF-8 (RFC 6531); quoted local parts are refused:
+# no Exchange Online mailbox has one, and they are a favourite of hostile input.
+_LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+)*$")
+
+
+class InvalidAddress(ValueError):
+    """The text is not a mail address we can diagnose. The message is for the person."""
+
+
+@dataclass(frozen=True)
+class MailAddress:
+    local: str
+    domain: str  # IDNA A-label form, lower case: what goes on the wire
+    domain_display: str  # Unicode form, for people
+
+    @property
+    def address(self) -> str:
+        """The address as sent in protocols (A-label domain)."""
+        return f"{self.local}@{self.domain}"
+
+    @property
+    def display(self) -> str:
+        return f"{self.local}@{self.domain_display}"
+
+    def __str__(self) -> str:
+        return self.address
+
+
+def parse_address(text: str) -> MailAddress:
+    """Validate `text` as `local@domain`; raise InvalidAddress with a reason a person can act on."""
+    if not isinstance(text, str):
+        raise InvalidAddress("the address must be text")
+    raw = text.strip()
+    if raw.lower().startswith("mailto:"):
+        raw = raw[7:]
+    if not raw:
+        raise InvalidAddress("the address is empty")
+    if len(raw) > MAX_ADDRESS_LENGTH * 4:  # refuse absurd input before any further work
+        raise InvalidAddress(f"the address is too long (more than {MAX_ADDRESS_LENGTH} characters)")
+    if any(ord(c) < 32 or ord(c) == 127 or c.isspace() for c in raw):
+        raise InvalidAddress("the address contains spaces or control characters")
+    if raw.count("@") != 1:
+        raise InvalidAddress(f"{_show(raw)} is not an address of the form name@domain")
+    local, domain_text = raw.split("@")
+    if not local:
+        raise InvalidAddress(f"{_show(raw)} has nothing before the @")
+    if not domain_text:
+        raise InvalidAddress(f"{_show(raw)} has no domain after the @")
+    if len(local.encode("utf-8")) > MAX_LOCAL_LENGTH:
+        raise InvalidAddress(f"the part before the @ is longer than {MAX_LOCAL_LENGTH} characters")
+    if not _LOCAL_RE.match(local):
+        raise InvalidAddress(f"{_show(raw)} has characters that are not allowed before the @")
+    domain = _normalise_domain(domain_text, raw)
+    address = f"{local}@{domain}"
+    if len(address.encode("utf-8")) > MAX_ADDRESS_LENGTH:
+        raise InvalidAddress(f"the address is too long (more than {MAX_ADDRESS_LENGTH} characters)")
+    try:
+        display = idna.decode(domain)
+    except idna.IDNAError:
+        display = domain
+    return MailAddress(local=local, domain=domain, domain_display=display)
+
+
+def _normalise_domain(domain_text: str, raw: str) -> str:
+    domain_text = domain_text.rstrip(".")
+    if domain_text.startswith("[") or _looks_like_ip(domain_text):
+        raise InvalidAddress(f"{_show(raw)} uses an IP address, not a domain name")
+    if "." not in domain_text:
+        raise InvalidAddress(f"{_show(raw)}: the domain needs at least one dot (like contoso.com)")
+    try:
+        domain = idna.encode(domain_text, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidAddress(f"{_show(raw)}: the domain is not a valid name ({exc})") from exc
+    labels = domain.split(".")
+    for label in labels:
+        if not label:
+            raise InvalidAddress(f"{_show(raw)}: the domain has an empty part (two dots in a row)")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise InvalidAddress(f"{_show(raw)}: a part of the domain is longer than 63 characters")
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", label):
+            raise InvalidAddress(f"{_show(raw)}: the domain has characters DNS does not allow")
+    if labels[-1].isdigit():
+        raise InvalidAddress(f"{_show(raw)}: the domain does not end in a valid top-level domain")
+    return domain
+
+
+def _looks_like_ip(text: str) -> bool:
+    return bool(re.fullmatch(r"[0-9.]+", text)) or ":" in text
+
+
+def _show(raw: str) -> str:
+    """Quote the person's input for an error message, shortened so the line stays readable."""
+    return repr(raw if len(raw) <= 80 else raw[:77] + "...")

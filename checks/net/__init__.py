@@ -1,0 +1,1 @@
+"""The network seam: resolution, the address guard, TLS and HTTP, in one object."""

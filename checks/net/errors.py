@@ -1,7 +1,8 @@
 """The network seam's exception tree. Expected failures of the outside world end up here.
 
     NetError                    anything the seam could not do; `.kind` is a short stable code
-    ├── DnsError                resolver failure: timeout, SERVFAIL, REFUSED, malformed answer
+    ├── DnsError                resolver failure: timeout, SERVFAIL, REFUSED, malformed answer;
+    │                           for a host to connect to, also "nxdomain" / "nodata"
     ├── BlockedAddress          the address guard refused every address (nothing was sent)
     ├── ConnectFailed           TCP refused / unreachable / reset
     ├── NetTimeout              a connect, read or overall wait ran out
@@ -38,7 +39,9 @@ class DnsError(NetError):
     def __init__(self, message: str, *, name: str, reason: str) -> None:
         super().__init__(message, host=name)
         self.name = name
-        self.reason = reason  # "timeout" | "servfail" | "refused" | "malformed" | "no-servers"
+        # "timeout" | "servfail" | "refused" | "malformed" | "no-servers"; and, only from
+        # resolving a host to connect to: "nxdomain" (no such host) | "nodata" (no A/AAAA)
+        self.reason = reason
 
 
 class BlockedAddress(NetError):

@@ -1,0 +1,282 @@
+"""The seam's DNS: real queries over UDP and TCP to the sandbox DNS server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from checks.net.errors import BlockedAddress, DnsError
+from checks.net.seam import Network, Timeouts
+from checks.settings import CheckSettings
+from sandbox.dns_server import DnsFaultKind, DnsServer, Zone
+
+FAST = Timeouts(dns=0.5, connect=1.0, read=1.0, total=3.0)
+
+
+def contoso() -> Zone:
+    zone = Zone()
+    zone.add("contoso.test", "MX", "10 contoso-test.mail.protection.outlook.com.")
+    zone.add("contoso.test", "MX", "20 backup.contoso.test.")
+    zone.add("contoso.test", "TXT", '"v=spf1 include:spf.protection.outlook.com" " -all"')
+    zone.add("contoso.test", "TXT", '"google-site-verification=abc"')
+    zone.add("www.contoso.test", "A", "127.9.0.10")
+    zone.add("www.contoso.test", "A", "127.9.0.11")
+    zone.add("www.contoso.test", "AAAA", "::1")
+    zone.add("v4only.contoso.test", "A", "127.9.0.12")
+    zone.add("autodiscover.contoso.test", "CNAME", "autodiscover.outlook.test.")
+    zone.add("autodiscover.outlook.test", "CNAME", "autod.ms-acdc.office.test.")
+    zone.add("autod.ms-acdc.office.test", "A", "127.9.0.20")
+    zone.add("_autodiscover._tcp.contoso.test", "SRV", "0 5 443 mail.contoso.test.")
+    zone.add("dangling.contoso.test", "CNAME", "gone.contoso.test.")
+    zone.add("loop1.contoso.test", "CNAME", "loop2.contoso.test.")
+    zone.add("loop2.contoso.test", "CNAME", "loop1.contoso.test.")
+    zone.add("textonly.contoso.test", "TXT", '"hello"')
+    zone.add("private.contoso.test", "A", "10.1.2.3")
+    for i in range(40):  # more than fits 512 bytes or the EDNS payload: TC, then TCP
+        zone.add("big.contoso.test", "TXT", f'"{i:02d}-' + "x" * 40 + '"')
+    zone.fault("broken.contoso.test", DnsFaultKind.SERVFAIL)
+    zone.fault("refused.contoso.test", DnsFaultKind.REFUSED)
+    zone.fault("silent.contoso.test", DnsFaultKind.SILENT)
+    zone.fault("garbage.contoso.test", DnsFaultKind.GARBAGE)
+    zone.fault("tcponly.contoso.test", DnsFaultKind.TRUNCATE)
+    zone.add("tcponly.contoso.test", "A", "127.9.0.13")
+    zone.add("slow6.contoso.test", "A", "127.9.0.14")
+    zone.fault("slow6.contoso.test", DnsFaultKind.SILENT, "AAAA")
+    return zone
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[DnsServer]:
+    async with DnsServer(contoso()) as dns:
+        yield dns
+
+
+def settings_for(*servers: DnsServer, allowed: str = "127.9.0.0/16") -> CheckSettings:
+    entries = []
+    for s in servers:
+        host, port = s.address
+        entries.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return CheckSettings(dns_servers=entries, allowed_private_networks=[allowed, "::1/128"])
+
+
+@pytest.fixture
+async def net(server: DnsServer) -> AsyncIterator[Network]:
+    async with Network(settings_for(server), timeouts=FAST) as network:
+        yield network
+
+
+async def test_a_and_aaaa(net: Network, server: DnsServer) -> None:
+    a = await net.query("www.contoso.test", "A")
+    aaaa = await net.query("WWW.Contoso.Test.", "AAAA")
+    assert a.exists and sorted(a.records) == ["127.9.0.10", "127.9.0.11"]
+    assert a.ttl == 300
+    assert aaaa.records == ["::1"]
+    assert aaaa.name == "www.contoso.test"
+    assert server.address[1] != 53  # a non-53 port works
+    assert ("udp", "www.contoso.test", "A") in server.queries
+
+
+async def test_mx_txt_srv_presentation(net: Network) -> None:
+    mx = await net.query("contoso.test", "MX")
+    txt = await net.query("contoso.test", "TXT")
+    srv = await net.query("_autodiscover._tcp.contoso.test", "SRV")
+    assert sorted(mx.records) == [
+        "10 contoso-test.mail.protection.outlook.com.",
+        "20 backup.contoso.test.",
+    ]
+    # strings of one TXT record are joined; quotes are gone
+    assert sorted(txt.records) == [
+        "google-site-verification=abc",
+        "v=spf1 include:spf.protection.outlook.com -all",
+    ]
+    assert srv.records == ["0 5 443 mail.contoso.test."]
+
+
+async def test_cname_chain_in_one_answer(net: Network, server: DnsServer) -> None:
+    answer = await net.query("autodiscover.contoso.test", "A")
+    assert answer.records == ["127.9.0.20"]
+    assert answer.cname_chain == ["autodiscover.outlook.test", "autod.ms-acdc.office.test"]
+    assert len(server.queries) == 1
+    cname = await net.query("autodiscover.contoso.test", "CNAME")
+    assert cname.records == ["autodiscover.outlook.test."]
+    assert cname.cname_chain == []
+
+
+async def test_cname_only_answers_are_followed_by_asking_again() -> None:
+    zone = contoso()
+    zone.follow_cnames = False  # an authoritative-style server: only the alias comes back
+    async with DnsServer(zone) as dns, Network(settings_for(dns), timeouts=FAST) as net:
+        answer = await net.query("autodiscover.contoso.test", "A")
+        ips = await net.resolve("autodiscover.contoso.test")
+    assert answer.records == ["127.9.0.20"]
+    assert answer.cname_chain == ["autodiscover.outlook.test", "autod.ms-acdc.office.test"]
+    asked = [name for _, name, rdtype in dns.queries if rdtype == "A"]
+    assert asked == [
+        "autodiscover.contoso.test",
+        "autodiscover.outlook.test",
+        "autod.ms-acdc.office.test",
+    ]
+    assert ips == [ipaddress.ip_address("127.9.0.20")]
+
+
+async def test_cname_loop_is_an_error_not_a_hang() -> None:
+    zone = contoso()
+    zone.follow_cnames = False
+    async with DnsServer(zone) as dns, Network(settings_for(dns), timeouts=FAST) as net:
+        with pytest.raises(DnsError) as info:
+            await net.query("loop1.contoso.test", "A")
+    assert info.value.reason == "malformed"
+    assert len(dns.queries) <= 9
+
+
+async def test_nxdomain_and_nodata_are_answers(net: Network) -> None:
+    missing = await net.query("nope.contoso.test", "A")
+    nodata = await net.query("textonly.contoso.test", "MX")
+    dangling = await net.query("dangling.contoso.test", "A")
+    assert missing.rcode == "NXDOMAIN" and not missing.exists and missing.records == []
+    assert nodata.rcode == "NOERROR" and nodata.exists and nodata.records == []
+    assert dangling.rcode == "NXDOMAIN"
+    assert dangling.cname_chain == ["gone.contoso.test"]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("broken.contoso.test", "servfail"),
+        ("refused.contoso.test", "refused"),
+        ("garbage.contoso.test", "malformed"),
+        ("silent.contoso.test", "timeout"),
+    ],
+)
+async def test_failures_raise_dns_error(net: Network, name: str, reason: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(DnsError) as info:
+        await net.query(name, "A")
+    assert info.value.reason == reason
+    assert info.value.name == name
+    assert info.value.kind == "dns"
+    assert time.monotonic() - started < FAST.dns * 2 + 0.5  # bounded, even when silent
+
+
+async def test_truncation_falls_back_to_tcp(net: Network, server: DnsServer) -> None:
+    big = await net.query("big.contoso.test", "TXT")
+    forced = await net.query("tcponly.contoso.test", "A")
+    assert len(big.records) == 40
+    assert forced.records == ["127.9.0.13"]
+    assert ("udp", "big.contoso.test", "TXT") in server.queries
+    assert ("tcp", "big.contoso.test", "TXT") in server.queries
+    assert ("tcp", "tcponly.contoso.test", "A") in server.queries
+
+
+async def test_second_server_answers_when_the_first_refuses() -> None:
+    bad = Zone()
+    bad.fault("www.contoso.test", DnsFaultKind.REFUSED)
+    async with (
+        DnsServer(bad) as first,
+        DnsServer(contoso()) as second,
+        Network(settings_for(first, second), timeouts=FAST) as net,
+    ):
+        answer = await net.query("www.contoso.test", "A")
+    assert len(answer.records) == 2
+    assert len(first.queries) == 1 and len(second.queries) == 1
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_dns_server() -> None:
+    async with (
+        DnsServer(contoso(), host="::1") as dns,
+        Network(settings_for(dns), timeouts=FAST) as net,
+    ):
+        answer = await net.query("www.contoso.test", "A")
+    assert len(answer.records) == 2
+    assert dns.address[0] == "::1"
+
+
+async def test_cache_dedupes_concurrent_identical_queries(net: Network, server: DnsServer) -> None:
+    answers = await asyncio.gather(*(net.query("contoso.test", "MX") for _ in range(5)))
+    again = await net.query("CONTOSO.test.", "MX")
+    assert all(a == answers[0] for a in answers) and again == answers[0]
+    assert server.queries.count(("udp", "contoso.test", "MX")) == 1
+
+
+async def test_failures_are_not_cached(server: DnsServer) -> None:
+    zone = contoso()
+    async with DnsServer(zone) as dns, Network(settings_for(dns), timeouts=FAST) as net:
+        zone.fault("later.contoso.test", DnsFaultKind.SERVFAIL)
+        with pytest.raises(DnsError):
+            await net.query("later.contoso.test", "A")
+        zone.add("fixed.contoso.test", "A", "127.9.0.99")
+        zone.fault("fixed.contoso.test", DnsFaultKind.SERVFAIL)
+        with pytest.raises(DnsError):
+            await net.query("fixed.contoso.test", "A")
+        zone.fault("fixed.contoso.test", DnsFaultKind.TRUNCATE)  # replace the fault
+        answer = await net.query("fixed.contoso.test", "A")
+    assert answer.records == ["127.9.0.99"]
+
+
+# -- resolve(): A + AAAA, guarded --------------------------------------------------------
+
+
+async def test_resolve_returns_a_then_aaaa(net: Network) -> None:
+    ips = await net.resolve("www.contoso.test")
+    assert sorted(map(str, ips[:2])) == ["127.9.0.10", "127.9.0.11"]  # RRset order is free
+    assert ips[2:] == [ipaddress.ip_address("::1")]
+
+
+async def test_resolve_ip_literal_passes_straight_through(net: Network, server: DnsServer) -> None:
+    assert await net.resolve("127.9.0.5") == [ipaddress.ip_address("127.9.0.5")]
+    assert await net.resolve("[::1]") == [ipaddress.ip_address("::1")]
+    assert server.queries == []
+
+
+async def test_resolve_reasons(net: Network) -> None:
+    with pytest.raises(DnsError) as missing:
+        await net.resolve("nope.contoso.test")
+    with pytest.raises(DnsError) as nodata:
+        await net.resolve("textonly.contoso.test")
+    with pytest.raises(DnsError) as broken:
+        await net.resolve("broken.contoso.test")
+    with pytest.raises(BlockedAddress) as private:
+        await net.resolve("private.contoso.test")
+    assert missing.value.reason == "nxdomain"
+    assert nodata.value.reason == "nodata"
+    assert broken.value.reason == "servfail"
+    assert private.value.addresses == ["10.1.2.3"]
+
+
+async def test_silent_aaaa_does_not_hold_up_a_good_a(server: DnsServer) -> None:
+    slow = Timeouts(dns=3.0, connect=1.0, read=1.0, total=5.0)
+    async with Network(settings_for(server), timeouts=slow) as net:
+        started = time.monotonic()
+        ips = await net.resolve("slow6.contoso.test")
+        elapsed = time.monotonic() - started
+    assert ips == [ipaddress.ip_address("127.9.0.14")]
+    assert elapsed < 0.8  # ~250 ms grace, not the 3 s DNS timeout
+
+
+async def test_system_resolver_is_not_used_when_servers_are_set(server: DnsServer) -> None:
+    # "localhost" would resolve from /etc/hosts or the system resolver; ours says NXDOMAIN.
+    async with Network(settings_for(server), timeouts=FAST) as net:
+        answer = await net.query("localhost", "A")
+    assert answer.rcode == "NXDOMAIN"
+    assert ("udp", "localhost", "A") in server.queries
+
+
+async def test_invalid_names_do_not_exist(net: Network, server: DnsServer) -> None:
+    answer = await net.query("a" * 64 + ".contoso.test", "A")
+    assert answer.rcode == "NXDOMAIN"
+    assert server.queries == []

@@ -18,7 +18,8 @@ MAX_LABEL_LENGTH = 63
 
 # Dot-atom local part (RFC 5322 §3.2.3) plus UTF-8 (RFC 6531); quoted local parts are refused:
 # no Exchange Online mailbox has one, and they are a favourite of hostile input.
-_LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+)*$")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+"
+_LOCAL_RE = re.compile(rf"^{_ATOM}(\.{_ATOM})*$")
 
 
 class InvalidAddress(ValueError):

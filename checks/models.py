@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-REPORT_SCHEMA = "mailfix.report/1"
+REPORT_SCHEMA: Literal["mailfix.report/1"] = "mailfix.report/1"
 
 
 class _Frozen(BaseModel):
@@ -22,7 +22,7 @@ class _Frozen(BaseModel):
 class Status(StrEnum):
     """Outcome of one check. `error` means the check itself could not decide."""
 
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a status, not a password
     WARN = "warn"
     FAIL = "fail"
     ERROR = "error"

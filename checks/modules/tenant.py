@@ -19,11 +19,11 @@ CHECKS: tuple[Check, ...] = (
     _declared("tenant.account", "Account enabled", Side.IDENTITY, EVERY_CLIENT),
     _declared("tenant.license", "Exchange Online licence", Side.ADMIN, EVERY_CLIENT),
     _declared("tenant.mailbox", "Mailbox and protocols", Side.ADMIN, EVERY_CLIENT),
-    _declared(
-        "tenant.devices", "Quarantined devices", Side.ADMIN, frozenset({Client.MOBILE})
-    ),
+    _declared("tenant.devices", "Quarantined devices", Side.ADMIN, frozenset({Client.MOBILE})),
     _declared("tenant.client_access_rules", "Client Access Rules", Side.ADMIN, EVERY_CLIENT),
     _declared("tenant.conditional_access", "Conditional Access", Side.IDENTITY, EVERY_CLIENT),
     _declared("tenant.signins", "Recent sign-in failures", Side.IDENTITY, EVERY_CLIENT),
-    _declared("tenant.service_health", "Exchange Online service health", Side.SERVICE, EVERY_CLIENT),
+    _declared(
+        "tenant.service_health", "Exchange Online service health", Side.SERVICE, EVERY_CLIENT
+    ),
 )

@@ -1,0 +1,201 @@
+"""What people say (symptoms) and what we tell them (advice)."""
+
+from __future__ import annotations
+
+import pytest
+
+from checks.advice import CAUSE_STEPS, App, cause_steps, classify_app, client_steps
+from checks.cloud import hosts_for
+from checks.diagnosis import CAUSES
+from checks.models import Client
+from checks.settings import Cloud
+from checks.symptoms import SYMPTOM_TITLES, Symptom, classify_symptom
+
+GLOBAL = hosts_for(Cloud.GLOBAL)
+GCCHIGH = hosts_for(Cloud.GCCHIGH)
+
+# ---- symptoms --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("symptom", list(Symptom))
+def test_enum_values_classify_to_themselves(symptom: Symptom) -> None:
+    assert classify_symptom(symptom.value) is symptom
+    assert classify_symptom(symptom.value.upper()) is symptom
+    assert classify_symptom(" " + symptom.value.replace("_", " ") + " ") is symptom
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "An encrypted connection to your mail services is not available",
+            Symptom.ENCRYPTED_CONNECTION_UNAVAILABLE,
+        ),
+        (
+            "AN ENCRYPTED CONNECTION to your mail services...",
+            Symptom.ENCRYPTED_CONNECTION_UNAVAILABLE,
+        ),
+        ("Outlook keeps asking for my password", Symptom.PASSWORD_PROMPTS),
+        ("credentials prompt pops up every 5 minutes", Symptom.PASSWORD_PROMPTS),
+        ("my iPhone stopped syncing mail", Symptom.PHONE_STOPPED_SYNCING),
+        ("Android mail app no longer updates", Symptom.PHONE_STOPPED_SYNCING),
+        ("I can't send email, it stays in the Outbox", Symptom.CANNOT_SEND),
+        ("cannot send from my phone", Symptom.CANNOT_SEND),
+        ("Outlook says Disconnected", Symptom.CANNOT_CONNECT),
+        ("Outlook is stuck on 'Trying to connect'", Symptom.CANNOT_CONNECT),
+        ("my calendar colours changed", Symptom.OTHER),
+    ],
+)
+def test_free_text_keywords(text: str, expected: Symptom) -> None:
+    assert classify_symptom(text) is expected
+
+
+@pytest.mark.parametrize("text", [None, "", "   \n\t "])
+def test_no_text_no_symptom(text: str | None) -> None:
+    assert classify_symptom(text) is None
+
+
+def test_long_text_is_bounded_and_still_classified() -> None:
+    assert classify_symptom("password " + "x" * 100_000) is Symptom.PASSWORD_PROMPTS
+
+
+def test_every_symptom_has_a_title() -> None:
+    assert set(SYMPTOM_TITLES) == set(Symptom)
+    assert "encrypted connection" in SYMPTOM_TITLES[Symptom.ENCRYPTED_CONNECTION_UNAVAILABLE]
+
+
+# ---- apps ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "app"),
+    [
+        ("Outlook for Windows", App.OUTLOOK_WINDOWS),
+        ("Outlook desktop app", App.OUTLOOK_WINDOWS),
+        ("the new Outlook", App.NEW_OUTLOOK),
+        ("Outlook for Mac", App.OUTLOOK_MAC),
+        ("Outlook on the web in Chrome", App.OUTLOOK_WEB),
+        ("Outlook app on my iPhone", App.OUTLOOK_MOBILE),
+        ("iPhone Mail", App.PHONE_MAIL),
+        ("Samsung Email", App.PHONE_MAIL),
+        ("Thunderbird", App.IMAP_APP),
+        ("the office scanner (SMTP)", App.IMAP_APP),
+        ("outlook-mobile", App.OUTLOOK_MOBILE),
+        ("phone_mail", App.PHONE_MAIL),
+        ("banana", None),
+        (None, None),
+    ],
+)
+def test_classify_app(text: str | None, app: App | None) -> None:
+    assert classify_app(text) is app
+
+
+# ---- client steps ----------------------------------------------------------------------------
+
+
+def test_outlook_for_windows_steps() -> None:
+    text = "\n".join(client_steps(Client.OUTLOOK, GLOBAL))
+    assert "Ctrl" in text and "Connection Status" in text
+    assert "Test E-mail AutoConfiguration" in text
+    assert "onmicrosoft.com" in text  # the custom-domain comparison (playbooks §1)
+    assert "File → Options → Advanced" in text and "troubleshooting logging" in text
+    assert "outlook.office365.com" in text
+
+
+def test_new_outlook_has_no_sara() -> None:
+    text = "\n".join(client_steps(Client.OUTLOOK, GLOBAL, app="new Outlook"))
+    assert "Support and Recovery Assistant does not support it" in text
+    assert "Connection Status" in text  # said to be missing, so nobody hunts for it
+
+
+def test_phone_mail_steps_give_the_manual_server() -> None:
+    steps = client_steps(Client.MOBILE, GLOBAL)
+    text = "\n".join(steps)
+    assert "remove the account" in text.lower() and "add it again" in text
+    assert "server outlook.office365.com" in text
+
+
+@pytest.mark.parametrize(
+    ("client", "present", "absent"),
+    [
+        (Client.IMAP, ["outlook.office365.com, port 993", "smtp.office365.com, port 587"], ["995"]),
+        (Client.POP, ["outlook.office365.com, port 995", "STARTTLS"], ["993"]),
+        (Client.SMTP, ["smtp.office365.com, port 587, encryption STARTTLS"], ["993", "995"]),
+    ],
+)
+def test_internet_mail_manual_settings(
+    client: Client, present: list[str], absent: list[str]
+) -> None:
+    text = "\n".join(client_steps(client, GLOBAL))
+    for piece in present:
+        assert piece in text
+    for piece in absent:
+        assert piece not in text
+    assert "OAuth" in text
+    assert ("SSL/TLS" in text) is (client is not Client.SMTP)
+
+
+def test_hosts_follow_the_cloud() -> None:
+    text = "\n".join(client_steps(Client.IMAP, GCCHIGH) + client_steps(Client.MOBILE, GCCHIGH))
+    assert "outlook.office365.us" in text and "smtp.office365.us" in text
+    assert "office365.com" not in text
+
+
+@pytest.mark.parametrize("app", list(App))
+def test_every_app_has_steps(app: App) -> None:
+    steps = client_steps(Client.ALL, GLOBAL, app=app.value)
+    assert len(steps) >= 2 and all(s.strip() == s and s for s in steps)
+
+
+def test_client_all_without_app_is_generic() -> None:
+    steps = client_steps(Client.ALL, GLOBAL)
+    assert any("outlook.office365.com/owa" in s for s in steps)
+
+
+# ---- cause steps -----------------------------------------------------------------------------
+
+
+def test_every_cause_has_advice() -> None:
+    assert set(CAUSE_STEPS) == set(CAUSES)
+
+
+@pytest.mark.parametrize("cause", sorted(CAUSES))
+@pytest.mark.parametrize("client", [Client.OUTLOOK, Client.MOBILE, Client.IMAP])
+def test_cause_steps_speak_to_the_person_and_the_helpdesk(cause: str, client: Client) -> None:
+    steps = cause_steps(cause, client, GLOBAL)
+    assert steps
+    assert all(s.startswith(("You:", "Helpdesk")) for s in steps), steps
+    assert any(s.startswith("Helpdesk") for s in steps)
+    text = " ".join(steps).lower()
+    for unsafe in ("disable mfa", "turn off mfa", "send your password", "basic auth"):
+        assert unsafe not in text
+
+
+def test_autodiscover_dns_missing_names_the_record() -> None:
+    text = " ".join(cause_steps("autodiscover-dns-missing", Client.OUTLOOK, GLOBAL))
+    assert "CNAME autodiscover.outlook.com" in text
+    phone = " ".join(cause_steps("autodiscover-dns-missing", Client.MOBILE, GLOBAL))
+    assert "server outlook.office365.com" in phone
+
+
+def test_root_hijack_gives_outlook_the_registry_stopgap() -> None:
+    outlook = " ".join(cause_steps("autodiscover-root-hijack", Client.OUTLOOK, GLOBAL))
+    assert "KB 3049615" in outlook and "ExcludeHttpsRootDomain" in outlook
+    mobile = " ".join(cause_steps("autodiscover-root-hijack", Client.MOBILE, GLOBAL))
+    assert "ExcludeHttpsRootDomain" not in mobile
+
+
+def test_device_or_app_carries_the_client_steps() -> None:
+    steps = cause_steps("device-or-app", Client.MOBILE, GLOBAL)
+    assert any("server outlook.office365.com" in s for s in steps)
+    assert steps[-1].startswith("Helpdesk") and "server-side tests passed" in steps[-1]
+
+
+def test_blocked_ports_name_port_and_host() -> None:
+    assert "993 to outlook.office365.com" in cause_steps("imap-blocked", Client.IMAP, GLOBAL)[0]
+    assert "587 to smtp.office365.us" in cause_steps("smtp-blocked", Client.SMTP, GCCHIGH)[0]
+
+
+def test_unknown_cause_gets_a_fallback() -> None:
+    steps = cause_steps("no-such-cause", Client.OUTLOOK, GLOBAL)
+    assert len(steps) == 1 and "no-such-cause" in steps[0]

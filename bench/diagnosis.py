@@ -11,7 +11,8 @@ black-holes Autodiscover) with LATENCY ms per round trip on every host and on DN
 
     .venv/bin/python bench/diagnosis.py [--latency 80] [--runs 5]
 
-Then a throughput run without latency: diagnoses per second with N in flight, and peak RSS.
+Then a throughput run without latency: diagnoses per second with N in flight, and peak RSS
+of this process. The world runs in its own process (`python -m sandbox`) throughout.
 This is a benchmark, not a test: it prints figures (record them in docs/benchmarks.md).
 """
 
@@ -19,48 +20,71 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import resource
 import statistics
+import sys
 import time
+from asyncio.subprocess import PIPE
 
 from checks.address import parse_address
 from checks.cloud import hosts_for
 from checks.models import Client, Status
+from checks.net.seam import Network
 from checks.registry import CATALOGUE
 from checks.runner import diagnose, run_checks, skip_reason
+from checks.settings import CheckSettings
 from checks.spec import CheckContext
-from sandbox.catalogue import get
-from sandbox.scenario import Scenario
-from sandbox.world import World
 
 DEADLINE = 30.0
 
 
-def with_latency(scenario: Scenario, ms: int) -> Scenario:
-    hosts = tuple(h.model_copy(update={"latency_ms": ms}) for h in scenario.hosts)
-    return scenario.model_copy(update={"hosts": hosts, "dns_latency_ms": ms})
+class SandboxProcess:
+    """A catalogue world in its own process (`python -m sandbox`), so the world's servers do
+    not share a CPU with the process being measured. Configured only through its environment."""
+
+    def __init__(self, scenario: str, latency_ms: int = 0) -> None:
+        self.args = [sys.executable, "-m", "sandbox", scenario, "--latency", str(latency_ms)]
+
+    async def __aenter__(self) -> SandboxProcess:
+        self.proc = await asyncio.create_subprocess_exec(*self.args, stdout=PIPE)
+        assert self.proc.stdout is not None
+        info = json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 30))
+        if "port_map" in info:
+            raise SystemExit("the benchmark needs the real ports (run as root)")
+        self.scenario: str = info["scenario"]
+        self.address: str = info["address"]
+        self.settings = CheckSettings(**{k[8:].lower(): v for k, v in info["env"].items()})
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        await self.proc.wait()
+
+    def network(self) -> Network:
+        return Network(self.settings)
 
 
-async def timed_full(world: World, address: str) -> tuple[float, dict[str, Status]]:
+async def timed_full(world: SandboxProcess, address: str) -> tuple[float, dict[str, Status]]:
     async with world.network() as net:
         t0 = time.perf_counter()
         report = await diagnose(
-            address, Client.ALL, settings=world.settings(), net=net, deadline=DEADLINE
+            address, Client.ALL, settings=world.settings, net=net, deadline=DEADLINE
         )
         wall = time.perf_counter() - t0
     return wall, {f.check: f.status for f in report.findings}
 
 
-async def timed_alone(world: World, address: str, check_id: str) -> float:
+async def timed_alone(world: SandboxProcess, address: str, check_id: str) -> float:
     check = next(c for c in CATALOGUE if c.id == check_id)
     async with world.network() as net:
         ctx = CheckContext(
             address=parse_address(address),
             client=Client.ALL,
             symptom=None,
-            settings=world.settings(),
+            settings=world.settings,
             net=net,
-            cloud=hosts_for(world.settings().cloud),
+            cloud=hosts_for(world.settings.cloud),
         )
         # Its dependencies run too: they are part of its path.
         needed = [c for c in CATALOGUE if c.id in (*check.depends_on, check.id)]
@@ -69,15 +93,15 @@ async def timed_alone(world: World, address: str, check_id: str) -> float:
         return time.perf_counter() - t0
 
 
-async def timed_sequential(world: World, address: str, ids: list[str]) -> float:
+async def timed_sequential(world: SandboxProcess, address: str, ids: list[str]) -> float:
     async with world.network() as net:
         ctx = CheckContext(
             address=parse_address(address),
             client=Client.ALL,
             symptom=None,
-            settings=world.settings(),
+            settings=world.settings,
             net=net,
-            cloud=hosts_for(world.settings().cloud),
+            cloud=hosts_for(world.settings.cloud),
         )
         t0 = time.perf_counter()
         for check in CATALOGUE:
@@ -87,10 +111,9 @@ async def timed_sequential(world: World, address: str, ids: list[str]) -> float:
 
 
 async def latency_bench(latency: int, runs: int) -> None:
-    scenario = with_latency(get("root-blackhole"), latency)
-    async with World(scenario) as world:
-        address = scenario.address
-        settings = world.settings()
+    async with SandboxProcess("root-blackhole", latency) as world:
+        address = world.address
+        settings = world.settings
         runnable = [c.id for c in CATALOGUE if skip_reason(c, Client.ALL, settings) is None]
         await timed_full(world, address)  # warm-up: imports, certificates, caches
         walls = []
@@ -107,7 +130,7 @@ async def latency_bench(latency: int, runs: int) -> None:
     wall = statistics.median(walls)
     critical_id = max(alone, key=lambda k: alone[k])
     critical = alone[critical_id]
-    print(f"world: {scenario.id} with {latency} ms per round trip (hosts and DNS)")
+    print(f"world: {world.scenario} with {latency} ms per round trip (hosts and DNS)")
     print(
         f"checks run: {len(runnable)}; statuses: "
         + ", ".join(f"{k}={v.value}" for k, v in sorted(statuses.items()) if v is not Status.SKIP)
@@ -129,10 +152,9 @@ async def latency_bench(latency: int, runs: int) -> None:
 
 
 async def throughput_bench(total: int, in_flight: int) -> None:
-    scenario = get("healthy")
-    async with World(scenario) as world:
-        settings = world.settings()
-        await timed_full(world, scenario.address)
+    async with SandboxProcess("healthy") as world:
+        settings = world.settings
+        await timed_full(world, world.address)
         sem = asyncio.Semaphore(in_flight)
         peak = 0
         active = 0
@@ -145,7 +167,7 @@ async def throughput_bench(total: int, in_flight: int) -> None:
                 try:
                     async with world.network() as net:
                         await diagnose(
-                            scenario.address,
+                            world.address,
                             Client.ALL,
                             settings=settings,
                             net=net,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ssl
 from pathlib import Path
@@ -25,15 +26,24 @@ _UNTRUSTED = {
 
 
 def client_context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """The verifying client context: the CA bundle when configured, else the system store."""
-    if ca_bundle is not None:
-        ctx = ssl.create_default_context(cafile=str(ca_bundle))
-    else:
-        ctx = ssl.create_default_context()
+    """The verifying client context: the CA bundle when configured, else the system store.
+
+    Shared by every Network of the process: loading the system store costs milliseconds and a
+    context is safe to use from many connections. A changed bundle file (new mtime) is reloaded.
+    """
+    if ca_bundle is None:
+        return _client_context(None, 0)
+    return _client_context(str(ca_bundle), ca_bundle.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _client_context(ca_bundle: str | None, mtime_ns: int) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=ca_bundle)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
 
+@functools.cache
 def unverified_context() -> ssl.SSLContext:
     """Only for reading what a peer presents after verification already failed."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

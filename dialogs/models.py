@@ -61,7 +61,7 @@ class Turn(_Frozen):
 class CardSpec(_Frozen):
     """A card to render: which template, with what data. `cards/` turns it into JSON."""
 
-    template: Literal["intake", "progress", "results", "escalation", "error", "notice"]
+    template: Literal["intake", "progress", "results", "escalation", "error", "notice", "home"]
     data: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -1,0 +1,307 @@
+"""The bot server: one aiohttp application for Slack, Teams, health and readiness.
+
+Routes:
+- `POST /slack/events`  Slack commands, interactivity and events (bolt verifies signatures);
+- `POST /api/messages`  Teams (Bot Framework); answers 501 until a Teams handler is plugged in;
+- `GET  /healthz`       the process is alive;
+- `GET  /readyz`        the database answers and its schema is at the newest migration.
+
+Every request passes one guard: a body limit (`MAILFIX_MAX_BODY_BYTES`, a JSON 413), JSON
+errors instead of HTML pages, and security headers on every response. Work that outlives a
+request runs on the `TaskSupervisor`, which shutdown cancels and awaits.
+
+The Teams side plugs in with a factory (see `TeamsFactory`): `create_app(settings,
+teams=factory)`, or, when `teams` is not given and MAILFIX_TEAMS_APP_ID is set, the factory
+`bot.teams.create_teams_handler` is used if that module exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from bot.limits import RateLimiter
+from bot.redact import install_redaction
+from bot.runtime import ConversationLike, EventLedger, Handler, Runtime, runner_diagnose
+from bot.settings import Settings
+from bot.slack import SlackBot
+from bot.storage import SqlStore
+from bot.storage import migrate as run_migrations
+from bot.tasks import TaskSupervisor
+from checks.cloud import hosts_for
+from dialogs.flow import Conversation, Services
+
+log = logging.getLogger(__name__)
+
+
+class SocketModeHandler(Protocol):
+    """The part of bolt's AsyncSocketModeHandler the server uses."""
+
+    async def connect_async(self) -> None: ...
+
+    async def close_async(self) -> None: ...
+
+
+TeamsFactory = Callable[[Runtime], Handler]
+"""Builds the `POST /api/messages` handler from the shared runtime (called once, at create)."""
+
+RUNTIME = web.AppKey("mailfix.runtime", Runtime)
+SLACK = web.AppKey("mailfix.slack", object)
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+    "Strict-Transport-Security": "max-age=31536000",
+}
+EVENT_MEMORY = timedelta(hours=1)  # Slack retries for minutes; keep event ids an hour
+
+
+def create_app(
+    settings: Settings,
+    *,
+    conversation: ConversationLike | None = None,
+    diagnose: Any = None,
+    store: Any = None,
+    limiter: RateLimiter | None = None,
+    teams: TeamsFactory | None = None,
+    slack_client: Any = None,
+    migrate: bool = True,
+) -> web.Application:
+    """The whole server as an aiohttp application (not started).
+
+    - `conversation`: a ready `dialogs.flow.Conversation`; default: one built on `store` and
+      `diagnose`.
+    - `diagnose`: a `dialogs.flow.DiagnoseFn`; default: `checks.runner.diagnose` with these
+      settings (`bot.runtime.runner_diagnose(settings, net=...)` builds one for a sandbox).
+    - `store`: a `DiagnosisStore`; default: `SqlStore` on `settings.database_url`, migrated at
+      start-up (`migrate=False` skips that) and closed at cleanup.
+    - `teams`: the Teams endpoint factory (see module docstring).
+    - `slack_client`: an `AsyncWebClient` to use instead of one built from the settings.
+    """
+    install_redaction(settings.secret_values())
+    own_store = store is None
+    if store is None:
+        store = SqlStore.from_url(settings.database_url)
+    if conversation is None:
+        conversation = _conversation(settings, store, diagnose)
+    runtime = Runtime(
+        settings=settings,
+        conversation=conversation,
+        store=store,
+        supervisor=TaskSupervisor(),
+        limiter=limiter or RateLimiter(settings.rate_limit_count, settings.rate_limit_window),
+        events=EventLedger(store),
+    )
+
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[_guard(settings.max_body_bytes)]
+    )
+    app[RUNTIME] = runtime
+    app.on_response_prepare.append(_security_headers)
+
+    slack = None
+    if settings.slack_enabled:
+        slack = SlackBot(runtime, client=slack_client)
+        app[SLACK] = slack
+    slack_handler: Handler = (
+        slack.handle if slack is not None and slack.http_enabled else _not_configured("Slack")
+    )
+
+    if teams is None and settings.teams_app_id:
+        teams = _installed_teams_factory()
+    teams_handler: Handler = teams(runtime) if teams is not None else _teams_missing
+
+    app.router.add_post("/slack/events", slack_handler)
+    app.router.add_post("/api/messages", teams_handler)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+
+    async def startup(app: web.Application) -> None:
+        if migrate and own_store:
+            await run_migrations(settings.database_url, engine=store.engine)
+        if hasattr(store, "forget_events"):
+            runtime.supervisor.spawn(
+                _forget_events(store), name="storage.forget_events", housekeeping=True
+            )
+        if slack is not None and settings.slack_app_token is not None:
+            await _start_socket_mode(app, slack, settings)
+
+    async def shutdown(app: web.Application) -> None:
+        runtime.closing = True
+        socket = app.get(_SOCKET)
+        if socket is not None:
+            await socket.close_async()
+        await runtime.supervisor.close(grace=settings.shutdown_grace)
+
+    async def cleanup(app: web.Application) -> None:
+        if own_store:
+            await store.close()
+
+    app.on_startup.append(startup)
+    app.on_shutdown.append(shutdown)
+    app.on_cleanup.append(cleanup)
+    return app
+
+
+def _conversation(settings: Settings, store: Any, diagnose: Any) -> ConversationLike:
+    services = Services(
+        store=store,
+        diagnose=diagnose or runner_diagnose(settings),
+        hosts=hosts_for(settings.cloud),
+        new_id=lambda: uuid.uuid4().hex,
+        # The runner stops at the deadline; this stops a diagnose that ignores it.
+        run_timeout=settings.deadline + 30.0,
+    )
+    return Conversation(services)
+
+
+def _installed_teams_factory() -> TeamsFactory | None:
+    if importlib.util.find_spec("bot.teams") is None:
+        log.warning("MAILFIX_TEAMS_APP_ID is set but bot.teams is not installed")
+        return None
+    from bot import teams as teams_module  # noqa: PLC0415
+
+    factory: TeamsFactory = teams_module.create_teams_handler
+    return factory
+
+
+# --- Socket Mode ----------------------------------------------------------------------------
+
+_SOCKET = web.AppKey("mailfix.socket_mode", SocketModeHandler)
+
+
+async def _start_socket_mode(app: web.Application, slack: Any, settings: Settings) -> None:
+    # Socket Mode only: keep its websocket machinery out of HTTP-only servers.
+    from slack_bolt.adapter.socket_mode.aiohttp import (  # noqa: PLC0415
+        AsyncSocketModeHandler,
+    )
+
+    assert settings.slack_app_token is not None
+    handler: SocketModeHandler = AsyncSocketModeHandler(
+        slack.app, settings.slack_app_token.get_secret_value(), web_client=slack.client
+    )
+    await handler.connect_async()
+    app[_SOCKET] = handler
+    log.info("Slack Socket Mode connected")
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    if runtime.closing:
+        return web.json_response({"status": "not ready", "reason": "shutting down"}, status=503)
+    check = getattr(runtime.store, "ready", None)
+    if check is not None:
+        ok, reason = await check()
+        if not ok:
+            log.warning("not ready: %s", reason)
+            return web.json_response({"status": "not ready", "reason": reason}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def _teams_missing(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"error": "not_implemented", "message": "The Teams endpoint is not enabled here."},
+        status=501,
+    )
+
+
+def _not_configured(platform: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"error": "not_configured", "message": f"{platform} is not configured here."},
+            status=404,
+        )
+
+    return handler
+
+
+async def _forget_events(store: Any) -> None:
+    while True:
+        await asyncio.sleep(600)
+        try:
+            await store.forget_events(EVENT_MEMORY)
+        except Exception:  # the next round retries; dedupe still works meanwhile
+            log.exception("could not purge old event ids")
+
+
+# --- the guard: body limit, JSON errors, security headers ------------------------------------
+
+
+def _too_large(limit: int) -> web.Response:
+    return web.json_response(
+        {"error": "payload_too_large", "message": f"The request body is over {limit} bytes."},
+        status=413,
+    )
+
+
+def _guard(limit: int) -> Any:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > limit:
+            return _too_large(limit)
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            return _too_large(limit)
+        except web.HTTPException as exc:
+            if exc.status >= 400 and exc.content_type != "application/json":
+                return web.json_response(
+                    {"error": exc.reason.lower().replace(" ", "_"), "message": exc.reason},
+                    status=exc.status,
+                    headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+                )
+            raise
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return web.json_response(
+                {"error": "internal_error", "message": "Something went wrong on our side."},
+                status=500,
+            )
+
+    return guard
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+# --- running it -----------------------------------------------------------------------------
+
+
+def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
+    """Plain log lines on stderr, with secrets and tokens scrubbed from every record."""
+    install_redaction(settings.secret_values())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+    """`mailfix serve`: run the server until interrupted (Socket Mode too, when configured)."""
+    configure_logging(settings)
+    app = create_app(settings)
+    with contextlib.suppress(KeyboardInterrupt):
+        web.run_app(
+            app,
+            host=host or settings.host,
+            port=port if port is not None else settings.port,
+            print=None,
+            access_log_format='%a "%r" %s %b %Tfs',
+        )

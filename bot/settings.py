@@ -1,0 +1,134 @@
+"""The bot's settings: everything `checks/` needs, plus Slack, Teams, storage and the server.
+
+One pydantic-settings model, prefix `MAILFIX_` (DESIGN.md, "Environment"). It extends
+`CheckSettings`, so `Settings()` can be handed to the checks as it is. Secrets are `SecretStr`:
+they print as `**********` and reach a platform SDK only through `get_secret_value()`.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from checks.settings import CheckSettings
+
+MIB = 1024 * 1024
+
+
+class TeamsAppType(StrEnum):
+    """How the Teams bot identity authenticates (Azure Bot "type of app")."""
+
+    MULTI_TENANT = "MultiTenant"
+    SINGLE_TENANT = "SingleTenant"
+    USER_ASSIGNED_MSI = "UserAssignedMSI"
+
+
+class ReplyMode(StrEnum):
+    """Where Slack results go: a direct message, or ephemeral in the channel that asked."""
+
+    DM = "dm"
+    EPHEMERAL = "ephemeral"
+
+
+def default_state_dir() -> Path:
+    """`$XDG_STATE_HOME/mailfix`, else `~/.local/state/mailfix` (the SQLite file lives here)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "mailfix"
+
+
+def sqlite_url(state_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{(Path(state_dir) / 'mailfix.db').as_posix()}"
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return [p for p in value.replace(";", ",").replace(" ", ",").split(",") if p]
+    return value
+
+
+class Settings(CheckSettings):
+    """The whole program's settings. Built once (`Settings()` reads the environment), passed in."""
+
+    # --- Slack -------------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = None  # xoxb-…
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None  # xapp-…: Socket Mode instead of the HTTP endpoint
+    # GovSlack and the tests point this elsewhere; slack_sdk wants the trailing slash.
+    slack_api_url: str = "https://slack.com/api/"
+    slack_reply_mode: ReplyMode = ReplyMode.DM
+    # Look up the person's email (users.info, scope users:read.email) to prefill the form.
+    slack_lookup_email: bool = True
+
+    # --- Teams -------------------------------------------------------------------------------
+    teams_app_id: str | None = None
+    teams_app_password: SecretStr | None = None
+    teams_app_tenant_id: str | None = None
+    teams_app_type: TeamsAppType = TeamsAppType.MULTI_TENANT
+
+    # --- helpdesk and approval ---------------------------------------------------------------
+    helpdesk_slack_channel: str | None = None
+    helpdesk_teams_channel: str | None = None
+    approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- storage -----------------------------------------------------------------------------
+    state_dir: Path = Field(default_factory=default_state_dir)
+    # Default: SQLite in `state_dir`; `postgresql+asyncpg://…` for several replicas.
+    database_url: str = ""
+
+    # --- the server --------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=3978, ge=0, le=65535)
+    deadline: float = Field(default=30.0, gt=0, le=300)  # seconds one diagnosis may take
+    # Slack sends a few kB and Teams a few tens of kB; anything near this is not a chat payload.
+    max_body_bytes: int = Field(default=MIB, ge=1024)
+    # Per person: at most `rate_limit_count` diagnoses per `rate_limit_window` seconds.
+    rate_limit_count: int = Field(default=5, ge=1)
+    rate_limit_window: float = Field(default=600.0, gt=0)
+    # Seconds running diagnoses may finish at shutdown before they are cancelled.
+    shutdown_grace: float = Field(default=5.0, ge=0)
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _parse_approvers(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_database(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("database_url"):
+            state_dir = data.get("state_dir") or default_state_dir()
+            data = {**data, "database_url": sqlite_url(Path(state_dir))}
+        return data
+
+    @property
+    def slack_enabled(self) -> bool:
+        """HTTP Slack needs the signing secret; Socket Mode needs the app token instead."""
+        return self.slack_bot_token is not None and (
+            self.slack_signing_secret is not None or self.slack_app_token is not None
+        )
+
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds, for the log redaction filter."""
+        found = [
+            s.get_secret_value()
+            for s in (
+                self.slack_bot_token,
+                self.slack_signing_secret,
+                self.slack_app_token,
+                self.teams_app_password,
+                self.client_secret,
+                self.client_certificate_password,
+            )
+            if s is not None
+        ]
+        return [s for s in found if s]

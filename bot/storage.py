@@ -1,0 +1,418 @@
+"""SQL storage: diagnoses, follow-ups, processed platform events, conversation references.
+
+`SqlStore` implements `dialogs.store.DiagnosisStore` on SQLAlchemy 2 async. SQLite
+(`sqlite+aiosqlite://`) is the embedded default; PostgreSQL (`postgresql+asyncpg://`) is for
+several replicas (DESIGN.md, "Scale"). The rules that make replicas safe are single statements:
+
+- a diagnosis ends with one conditional `UPDATE … WHERE state = 'running'` — the first outcome
+  wins, a second replica's late answer changes nothing;
+- a platform event is handled once: `first_time(event_id)` is one `INSERT … ON CONFLICT DO
+  NOTHING` on a primary key, so exactly one replica sees `True` for a retried delivery.
+
+The schema is owned by the Alembic migrations shipped in `bot/migrations/`; `migrate()` runs
+them at start-up. `METADATA` below mirrors them (tests compare the two).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    delete,
+    event,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from checks.models import Client, Report
+from dialogs.models import Platform
+from dialogs.store import FollowUp, StoredDiagnosis, UnknownDiagnosis, utc_now
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: store aware UTC datetimes only")
+        value = value.astimezone(UTC)
+        # SQLite compares the stored text: keep one fixed format, without an offset.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JsonType = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+METADATA = MetaData()
+
+diagnoses = Table(
+    "diagnoses",
+    METADATA,
+    # Integer key: insertion order breaks ties between equal `created_at` (coarse clocks).
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False),
+    Column("platform", String(16), nullable=False),
+    Column("person_id", String(255), nullable=False),
+    Column("person_email", String(320)),
+    Column("conversation", String(512), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("client", String(16), nullable=False),
+    Column("app", String(64), nullable=False),
+    Column("symptom", String(64)),
+    Column("answers", JsonType, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("report", JsonType),
+    Column("error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("id", name="uq_diagnoses_id"),
+    Index("ix_diagnoses_person_created", "person_id", "created_at"),
+)
+
+follow_ups = Table(
+    "follow_ups",
+    METADATA,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "diagnosis_id",
+        String(64),
+        ForeignKey("diagnoses.id", ondelete="CASCADE", name="fk_follow_ups_diagnosis"),
+        nullable=False,
+    ),
+    Column("kind", String(32), nullable=False),
+    Column("person_id", String(255), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_follow_ups_diagnosis", "diagnosis_id", "seq"),
+)
+
+processed_events = Table(
+    "processed_events",
+    METADATA,
+    Column("event_id", String(255), primary_key=True),
+    Column("seen_at", UtcDateTime, nullable=False),
+    Index("ix_processed_events_seen_at", "seen_at"),
+)
+
+conversation_refs = Table(
+    "conversation_refs",
+    METADATA,
+    Column("key", String(512), primary_key=True),
+    Column("platform", String(16), nullable=False),
+    Column("ref", JsonType, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+
+# --- engine and migrations --------------------------------------------------------------------
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    """An async engine for `database_url`, with the per-backend details right."""
+    url = make_url(database_url)
+    options: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    else:
+        options["pool_pre_ping"] = True
+    engine = create_async_engine(url, **options)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic config pointing at the migrations inside the installed package."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["target_metadata"] = METADATA
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found in {MIGRATIONS}")
+    return head
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
+
+
+async def migrate(database_url: str, *, engine: AsyncEngine | None = None) -> None:
+    """`alembic upgrade head` on `database_url` (idempotent; safe to run at every start)."""
+    own = engine is None
+    engine = engine or create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            # Alembic is synchronous: hand it the sync face of our async connection.
+            await conn.run_sync(_upgrade)
+    finally:
+        if own:
+            await engine.dispose()
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+def _to_row(d: StoredDiagnosis) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "platform": d.platform.value,
+        "person_id": d.person_id,
+        "person_email": d.person_email,
+        "conversation": d.conversation,
+        "address": d.address,
+        "client": d.client.value,
+        "app": d.app,
+        "symptom": d.symptom,
+        "answers": d.answers,
+        "state": d.state,
+        "report": d.report.to_dict() if d.report is not None else None,
+        "error": d.error,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+    }
+
+
+def _from_row(row: Any) -> StoredDiagnosis:
+    m = row._mapping
+    return StoredDiagnosis(
+        id=m["id"],
+        platform=Platform(m["platform"]),
+        person_id=m["person_id"],
+        person_email=m["person_email"],
+        conversation=m["conversation"],
+        address=m["address"],
+        client=Client(m["client"]),
+        app=m["app"],
+        symptom=m["symptom"],
+        answers=m["answers"] or {},
+        state=m["state"],
+        report=Report.model_validate(m["report"]) if m["report"] is not None else None,
+        error=m["error"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+class SqlStore:
+    """`DiagnosisStore` on SQL, plus event dedupe and conversation references."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.engine = engine
+        self._clock = clock
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, database_url: str, **kwargs: Any) -> SqlStore:
+        return cls(create_engine(database_url), **kwargs)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # --- diagnoses ---------------------------------------------------------------------------
+
+    async def create(self, d: StoredDiagnosis) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(diagnoses).values(**_to_row(d)))
+        except IntegrityError as exc:
+            raise ValueError(f"diagnosis {d.id!r} already exists") from exc
+
+    async def finish(self, id: str, report: Report) -> StoredDiagnosis:
+        return await self._end(id, state="done", report=report.to_dict(), error=None)
+
+    async def fail(self, id: str, message: str) -> StoredDiagnosis:
+        return await self._end(id, state="failed", report=None, error=message)
+
+    async def _end(
+        self, id: str, *, state: str, report: dict[str, Any] | None, error: str | None
+    ) -> StoredDiagnosis:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(diagnoses)
+                .where(diagnoses.c.id == id, diagnoses.c.state == "running")
+                .values(state=state, report=report, error=error, updated_at=self._clock())
+            )
+            row = (await conn.execute(select(diagnoses).where(diagnoses.c.id == id))).first()
+        if row is None:
+            raise UnknownDiagnosis(id)
+        return _from_row(row)
+
+    async def get(self, id: str) -> StoredDiagnosis | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(diagnoses).where(diagnoses.c.id == id))).first()
+        return _from_row(row) if row is not None else None
+
+    async def recent(self, person_id: str, limit: int = 10) -> list[StoredDiagnosis]:
+        if limit <= 0:
+            return []
+        query = (
+            select(diagnoses)
+            .where(diagnoses.c.person_id == person_id)
+            .order_by(diagnoses.c.created_at.desc(), diagnoses.c.seq.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_from_row(r) for r in rows]
+
+    # --- follow-ups --------------------------------------------------------------------------
+
+    async def record(self, follow_up: FollowUp) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(follow_ups).values(
+                        diagnosis_id=follow_up.diagnosis_id,
+                        kind=follow_up.kind,
+                        person_id=follow_up.person_id,
+                        at=follow_up.at,
+                    )
+                )
+        except IntegrityError as exc:  # the foreign key: no such diagnosis
+            raise UnknownDiagnosis(follow_up.diagnosis_id) from exc
+
+    async def follow_ups(self, diagnosis_id: str) -> list[FollowUp]:
+        query = (
+            select(follow_ups)
+            .where(follow_ups.c.diagnosis_id == diagnosis_id)
+            .order_by(follow_ups.c.at, follow_ups.c.seq)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            FollowUp(kind=r.kind, diagnosis_id=r.diagnosis_id, person_id=r.person_id, at=r.at)
+            for r in rows
+        ]
+
+    # --- platform event dedupe ---------------------------------------------------------------
+
+    async def first_time(self, event_id: str) -> bool:
+        """True exactly once per `event_id`, across every replica sharing the database."""
+        values = {"event_id": event_id[:255], "seen_at": self._clock()}
+        if self._dialect == "postgresql":
+            stmt: Any = postgresql.insert(processed_events).values(**values)
+            stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"])
+        elif self._dialect == "sqlite":
+            stmt = sqlite.insert(processed_events).values(**values)
+            stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"])
+        else:
+            stmt = insert(processed_events).values(**values)
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(stmt)
+        except IntegrityError:  # backends without ON CONFLICT
+            return False
+        return bool(result.rowcount == 1)
+
+    async def forget_events(self, older_than: timedelta) -> int:
+        """Drop dedupe rows older than `older_than` (platforms retry for minutes, not days)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(processed_events).where(
+                    processed_events.c.seen_at < self._clock() - older_than
+                )
+            )
+        return int(result.rowcount or 0)
+
+    # --- conversation references (Teams proactive messages) ----------------------------------
+
+    async def save_conversation_ref(
+        self, key: str, platform: Platform, ref: dict[str, Any]
+    ) -> None:
+        values = {
+            "key": key,
+            "platform": platform.value,
+            "ref": ref,
+            "updated_at": self._clock(),
+        }
+        changes = {"platform": platform.value, "ref": ref, "updated_at": values["updated_at"]}
+        stmt: Any
+        if self._dialect == "postgresql":
+            stmt = postgresql.insert(conversation_refs).values(**values)
+            stmt = stmt.on_conflict_do_update(index_elements=["key"], set_=changes)
+        else:
+            stmt = sqlite.insert(conversation_refs).values(**values)
+            stmt = stmt.on_conflict_do_update(index_elements=["key"], set_=changes)
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def conversation_ref(self, key: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(conversation_refs.c.ref).where(conversation_refs.c.key == key)
+                )
+            ).first()
+        return dict(row.ref) if row is not None else None
+
+    # --- health ------------------------------------------------------------------------------
+
+    async def ready(self, *, within: float = 2.0) -> tuple[bool, str]:
+        """(True, "ok") when the database answers and the schema is at the newest migration."""
+        try:
+            async with asyncio.timeout(within), self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                try:
+                    version = (
+                        await conn.execute(text("SELECT version_num FROM alembic_version"))
+                    ).scalar()
+                except Exception:  # no version table: never migrated
+                    version = None
+        except TimeoutError:
+            return False, "database did not answer in time"
+        except Exception as exc:  # any driver error means "not ready"; the reason is logged
+            return False, f"database unavailable ({type(exc).__name__})"
+        head = head_revision()
+        if version != head:
+            return False, f"schema at {version or 'nothing'}, expected {head}"
+        return True, "ok"

@@ -1,0 +1,742 @@
+"""Teams side: a thin translator between Bot Framework activities and our Turn / Reply models.
+
+The only module that imports botbuilder / botframework (DESIGN.md: the SDK is archived upstream,
+so a move to the Microsoft 365 Agents SDK stays inside this file).
+
+In (POST /api/messages, `CloudAdapter`):
+- a message "mailfix [address]" in a personal chat, or "@mailfix …" in a channel or group chat
+  -> `Turn(START)` -> the intake card, sent as a new message;
+- the intake card's `Action.Execute` (invoke `adaptiveCard/action`, verb `mailfix.intake`) or its
+  `Action.Submit` fallback (a message activity whose `value` holds the data) -> `Turn(SUBMIT)`;
+- a results card button (verbs `mailfix.run_again|fixed|escalate`, both paths) -> `Turn(ACTION)`.
+Out: `Reply` -> Bot Connector calls (`send`, one function): a new message (POST) or the same
+message edited in place (PUT, `update_activity`).
+
+How a card action is answered (reference/chat-platforms.md §B4-§B6):
+- the flow's first reply is pulled at once (no checks run before it: at most a store write). For
+  `Action.Execute` it becomes the invoke response, so the card the person pressed is replaced in
+  place by the progress card (or the form with its errors); for `Action.Submit` the same card is
+  edited with `update_activity`, its id being the activity's `replyToId`;
+- the rest of the flow (the checks, then results) runs on the runtime's task supervisor and edits
+  that same message, after the HTTP response has been written: Teams waits at most 15 s (§B6),
+  and an edit must not overtake the invoke response it follows;
+- a crash edits the card to the error card, never silence. Teams retries deliveries (§B6): an
+  activity id seen before is answered without running anything again (`runtime.events`).
+
+Two SDK bugs are worked around here:
+- `ActivityHandler` serialises invoke bodies to dicts and `CloudAdapter.process` serialises them
+  again, which fails (HTTP 500; headline finding 1): `on_invoke_activity` returns msrest models;
+- a malformed `Authorization` header raises `jwt.DecodeError` -> HTTP 500 (§B2): it is refused
+  with 401 before the adapter sees it, and token errors inside the SDK are mapped to 401 as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import html
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Coroutine
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from aiohttp import web
+from botbuilder.core import CardFactory, InvokeResponse, MessageFactory, TurnContext
+from botbuilder.core.teams import TeamsActivityHandler
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+    ConfigurationBotFrameworkAuthentication,
+)
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    AdaptiveCardInvokeResponse,
+    ConversationReference,
+)
+from botframework.connector.auth import (
+    AuthenticateRequestResult,
+    BotFrameworkAuthentication,
+    ClaimsIdentity,
+    ConnectorFactory,
+    UserTokenClient,
+)
+
+from bot.runtime import Handler, Runtime
+from cards import Target, render
+from cards.data import ErrorData
+from dialogs.intake import address_from_text
+from dialogs.models import (
+    Action,
+    CardSpec,
+    FormErrors,
+    Notice,
+    Person,
+    Platform,
+    Post,
+    Reply,
+    ShowForm,
+    Turn,
+    TurnKind,
+    Update,
+)
+
+log = logging.getLogger(__name__)
+
+COMMAND = "mailfix"
+HELP = "help"  # with COMMAND, the manifest's command menu (bot/manifests.py TEAMS_COMMANDS)
+INTAKE = "mailfix.intake"
+CARD_ACTION = "adaptiveCard/action"
+ADAPTIVE = "application/vnd.microsoft.card.adaptive"
+MESSAGE = "application/vnd.microsoft.activity.message"
+ERROR = "application/vnd.microsoft.error"
+
+FIRST_REPLY_TIMEOUT = 8.0  # seconds; the invoke answer must beat Teams' 15 s (§B6)
+EMAIL_LOOKUP_TIMEOUT = 3.0
+EMAIL_CACHE = 10_000
+
+HELP_TEXT = (
+    "I find out why Outlook, a phone or another mail app cannot reach an Exchange Online "
+    "mailbox. Type mailfix (or mailfix name@contoso.com) here, or @mention me with mailfix in "
+    "a channel, and fill in the short form. I never ask for a password."
+)
+UNKNOWN_BUTTON = "I don't know that button. Please use the buttons on the card."
+ALREADY = "Already on it: this card updates when the checks finish."
+
+_MENTION = re.compile(r"<at\b[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
+# Work to start once the HTTP response is written, collected per request (see `TeamsBot.handle`).
+_AFTER: ContextVar[list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] | None] = (
+    ContextVar("mailfix_teams_after", default=None)
+)
+
+
+# --- settings -> the SDK's configuration ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """What `ConfigurationBotFrameworkAuthentication` reads (attribute names are the SDK's)."""
+
+    APP_ID: str
+    APP_PASSWORD: str
+    APP_TYPE: str
+    APP_TENANTID: str
+
+
+class MappedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
+    """Delegates to the SDK's authentication; a token it cannot read is a 401, not a 500.
+
+    The SDK raises `PermissionError` (-> 401) for a missing or rejected token, but lets PyJWT's
+    errors (bad encoding, bad signature, expired) and its own bare `Exception`s escape (-> 500,
+    §B2). Transport errors while fetching signing keys stay errors: that is our outage, not the
+    caller's fault.
+    """
+
+    def __init__(self, inner: BotFrameworkAuthentication) -> None:
+        self._inner = inner
+
+    async def authenticate_request(
+        self, activity: Activity, auth_header: str
+    ) -> AuthenticateRequestResult:
+        try:
+            return await self._inner.authenticate_request(activity, auth_header)
+        except (PermissionError, OSError, TimeoutError):
+            raise  # requests' errors are OSErrors too
+        except Exception as exc:
+            log.info("Teams request refused: unreadable token (%s)", type(exc).__name__)
+            raise PermissionError("invalid token") from exc
+
+    async def authenticate_streaming_request(
+        self, auth_header: str, channel_id_header: str
+    ) -> AuthenticateRequestResult:
+        return await self._inner.authenticate_streaming_request(auth_header, channel_id_header)
+
+    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
+        return self._inner.create_connector_factory(claims_identity)
+
+    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
+        return await self._inner.create_user_token_client(claims_identity)
+
+    def create_bot_framework_client(self) -> Any:
+        return self._inner.create_bot_framework_client()
+
+    def get_originating_audience(self) -> str:
+        return str(self._inner.get_originating_audience())
+
+    async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
+        return await self._inner.authenticate_channel_request(auth_header)
+
+
+def well_formed_authorization(header: str | None) -> bool:
+    """No header (the SDK decides), or `Bearer <a JWT whose header and payload are JSON>`."""
+    if header is None:
+        return True
+    scheme, _, token = header.strip().partition(" ")
+    if scheme != "Bearer" or not token or " " in token:
+        return False
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    for part in parts[:2]:
+        try:
+            decoded = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        except (binascii.Error, ValueError):
+            return False
+        if not isinstance(decoded, dict):
+            return False
+    return True
+
+
+# --- invoke bodies (msrest models, never dicts: headline finding 1) --------------------------
+
+
+class _TextInvokeResponse(AdaptiveCardInvokeResponse):  # type: ignore[misc]
+    """The same wire shape with a string `value` (the SDK's model types `value` as a dict)."""
+
+    _attribute_map: ClassVar[dict[str, dict[str, str]]] = {
+        **AdaptiveCardInvokeResponse._attribute_map,
+        "value": {"key": "value", "type": "object"},
+    }
+
+
+def card_response(card: dict[str, Any]) -> InvokeResponse:
+    body = AdaptiveCardInvokeResponse(status_code=200, type=ADAPTIVE, value=card)
+    return InvokeResponse(status=int(HTTPStatus.OK), body=body)
+
+
+def text_response(text: str) -> InvokeResponse:
+    """A message Teams shows on the card; the card itself stays as it is."""
+    body = _TextInvokeResponse(status_code=200, type=MESSAGE, value=text)
+    return InvokeResponse(status=int(HTTPStatus.OK), body=body)
+
+
+def error_response(status: HTTPStatus, code: str, message: str) -> InvokeResponse:
+    body = AdaptiveCardInvokeResponse(
+        status_code=int(status), type=ERROR, value={"code": code, "message": message}
+    )
+    return InvokeResponse(status=int(status), body=body)
+
+
+# --- translation in --------------------------------------------------------------------------
+
+
+@dataclass
+class Recipient:
+    """One exchange with a person: where to write, and which messages carry which card."""
+
+    reference: ConversationReference
+    card_id: str | None = None  # the message whose card was used (edited in place)
+    adopt: bool = False  # the next form or first post replaces that card (intake submissions)
+    posted: dict[str, str | None] = field(default_factory=dict)  # Reply key -> activity id
+
+
+def person_of(activity: Activity, email: str | None = None) -> Person:
+    user = activity.from_property
+    conversation = activity.conversation
+    tenant = getattr(conversation, "tenant_id", None)
+    if not tenant and isinstance(activity.channel_data, dict):
+        tenant = (activity.channel_data.get("tenant") or {}).get("id")
+    return Person(
+        # The Entra object id is the same in every chat and is what approvals check (§B4);
+        # the "29:…" id is per bot, so only a fallback.
+        id=getattr(user, "aad_object_id", None) or user.id,
+        name=user.name or None,
+        email=email,
+        workspace=tenant or None,
+    )
+
+
+def command_of(activity: Activity) -> tuple[str, str] | None:
+    """("start", arguments) / ("help", "") for a typed message, None when it is not for us.
+
+    The bot's own @mention is cut out by the exact text of its mention entity. The SDK's
+    `TurnContext.remove_recipient_mention` is not used: it regex-replaces *every* occurrence of
+    the bot's name, so "@mailfix mailfix-lab@contoso.com" would lose part of the address.
+    """
+    text = activity.text or ""
+    recipient = getattr(activity.recipient, "id", None)
+    for entity in activity.entities or []:
+        props = getattr(entity, "additional_properties", None)
+        if str(getattr(entity, "type", "")).lower() != "mention" or not isinstance(props, dict):
+            continue
+        mentioned, said = props.get("mentioned"), props.get("text")
+        if isinstance(mentioned, dict) and mentioned.get("id") == recipient and said:
+            text = text.replace(str(said), " ", 1)
+    text = _MENTION.sub(" ", text)  # other people's mentions are not arguments
+    words = html.unescape(text).replace("\xa0", " ").split()
+    first = words[0].lower().lstrip("/@") if words else ""
+    if first == HELP and len(words) == 1:
+        return HELP, ""
+    if first == COMMAND:
+        return "start", " ".join(words[1:])
+    personal = getattr(activity.conversation, "conversation_type", None) == "personal"
+    if not personal:
+        # Channels and group chats deliver only messages that @mention the bot: any is for us.
+        return "start", " ".join(words)
+    if address_from_text(" ".join(words)):
+        return "start", " ".join(words)
+    return None
+
+
+# --- the bot ---------------------------------------------------------------------------------
+
+
+class _Handler(TeamsActivityHandler):  # type: ignore[misc]
+    """Routes the SDK's callbacks to `TeamsBot`; everything else keeps the SDK's defaults."""
+
+    def __init__(self, bot: TeamsBot) -> None:
+        super().__init__()
+        self.bot = bot
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        await self.bot.on_message(turn_context)
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        # Not `on_adaptive_card_invoke`: its answer goes through `_create_invoke_response`,
+        # which serialises it once too often (headline finding 1).
+        if turn_context.activity.name == CARD_ACTION:
+            return await self.bot.on_card_action(turn_context)
+        return await super().on_invoke_activity(turn_context)
+
+
+class TeamsBot:
+    """The adapter, the activity handler, and the translation both ways."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.app_id = settings.teams_app_id or ""
+        password = settings.teams_app_password
+        config = AdapterConfig(
+            APP_ID=self.app_id,
+            APP_PASSWORD=password.get_secret_value() if password is not None else "",
+            APP_TYPE=settings.teams_app_type.value,
+            APP_TENANTID=settings.teams_app_tenant_id or "",
+        )
+        if not self.app_id:
+            log.warning(
+                "MAILFIX_TEAMS_APP_ID is empty: Teams requests are NOT authenticated and the "
+                "bot talks to any serviceUrl a request names. For local development only."
+            )
+        try:
+            auth = ConfigurationBotFrameworkAuthentication(config)
+        except Exception as exc:  # the SDK raises bare Exceptions for missing settings
+            raise ValueError(f"Teams settings: {exc}") from exc
+        self.adapter = CloudAdapter(MappedAuthentication(auth))
+        self.handler = _Handler(self)
+        self._emails: dict[str, str | None] = {}
+
+    # --- HTTP ----------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """`POST /api/messages`."""
+        if self.runtime.closing:
+            return _problem(503, "shutting_down", "The server is shutting down; retry shortly.")
+        if request.content_type != "application/json":
+            return _problem(415, "unsupported_media_type", "Send the activity as JSON.")
+        if not well_formed_authorization(request.headers.get("Authorization")):
+            return _problem(
+                401,
+                "unauthorized",
+                "The Authorization header is not a bearer token.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            body = await request.json()  # aiohttp keeps the bytes: the adapter reads them again
+        except ValueError:
+            return _problem(400, "bad_request", "The body is not JSON.")
+        problem = _activity_problem(body)
+        if problem:
+            return _problem(400, "bad_request", problem)
+
+        after: list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] = []
+        token = _AFTER.set(after)
+        try:
+            response: web.StreamResponse = await self.adapter.process(request, self.handler)
+        except BaseException:
+            for work, _, _ in after:
+                work.close()
+            raise
+        finally:
+            _AFTER.reset(token)
+        if after:
+            # Send the answer first: an edit must never reach Teams before the invoke response
+            # whose card it edits.
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+            finally:
+                for work, target, name in after:
+                    self._spawn(work, target, name)
+        return response
+
+    # --- activities ----------------------------------------------------------------------------
+
+    async def on_message(self, ctx: TurnContext) -> None:
+        activity = ctx.activity
+        if not await self._first_time(activity):
+            return
+        self._remember(activity)
+        if isinstance(activity.value, dict):  # an Action.Submit fallback (§B4)
+            data = dict(activity.value)
+            verb = data.pop("verb", None)
+            target, first, rest = await self._card_turn(activity, verb, data)
+            self._after(self._stream(target, first, rest), target, "teams.card_submit")
+            return
+        command = command_of(activity)
+        target = Recipient(reference=TurnContext.get_conversation_reference(activity))
+        if command is None or command[0] == HELP:
+            self._after(self._stream(target, Notice(text=HELP_TEXT), None), target, "teams.help")
+            return
+        person = person_of(activity, self._emails.get(activity.from_property.id))
+        turn = Turn(
+            platform=Platform.TEAMS,
+            kind=TurnKind.START,
+            person=person,
+            conversation=activity.conversation.id,
+            text=command[1],
+            id=activity.id,
+        )
+        limit = self.runtime.limiter.peek(person.id)
+        if not limit.allowed:
+            notice = Notice(text=self.runtime.limiter.message(limit))
+            self._after(self._stream(target, notice, None), target, "teams.rate_limited")
+            return
+        self._after(self._open_form(target, turn, activity), target, "teams.open_form")
+
+    async def on_card_action(self, ctx: TurnContext) -> InvokeResponse:
+        activity = ctx.activity
+        value = activity.value if isinstance(activity.value, dict) else {}
+        action = value.get("action")
+        if not isinstance(action, dict) or action.get("type") != "Action.Execute":
+            return error_response(
+                HTTPStatus.BAD_REQUEST, "BadRequest", "Only Action.Execute is supported."
+            )
+        if not await self._first_time(activity):
+            return text_response(ALREADY)
+        self._remember(activity)
+        data = action.get("data")
+        data = dict(data) if isinstance(data, dict) else {}
+        data.pop("verb", None)
+        target, first, rest = await self._card_turn(activity, action.get("verb"), data)
+        response, leftover = self._answer(target, first)
+        if leftover is not None or rest is not None:
+            self._after(self._stream(target, leftover, rest), target, "teams.card_action")
+        return response
+
+    async def _card_turn(
+        self, activity: Activity, verb: Any, data: dict[str, Any]
+    ) -> tuple[Recipient, Reply | None, AsyncIterator[Reply] | None]:
+        """A card was used (either path): the flow's first reply now, and the rest."""
+        target = Recipient(
+            reference=TurnContext.get_conversation_reference(activity),
+            card_id=activity.reply_to_id or None,
+        )
+        person = person_of(activity, self._emails.get(activity.from_property.id))
+        conversation = self.runtime.conversation
+        if verb == INTAKE:
+            target.adopt = True
+            turn = Turn(
+                platform=Platform.TEAMS,
+                kind=TurnKind.SUBMIT,
+                person=person,
+                conversation=activity.conversation.id,
+                values=data,
+                id=activity.id,
+            )
+            checked = conversation.check_form(turn)
+            if isinstance(checked, FormErrors):
+                form_again = getattr(conversation, "form_again", None)
+                return target, (form_again(turn, checked) if form_again else checked), None
+            limit = self.runtime.limiter.take(person.id)
+            if not limit.allowed:
+                return target, Notice(text=self.runtime.limiter.message(limit)), None
+            replies = conversation.run(turn, checked)
+        else:
+            try:
+                action = Action(verb)
+            except ValueError:
+                return target, Notice(text=UNKNOWN_BUTTON), None
+            did = data.get("diagnosis_id")
+            turn = Turn(
+                platform=Platform.TEAMS,
+                kind=TurnKind.ACTION,
+                person=person,
+                conversation=activity.conversation.id,
+                action=action,
+                diagnosis_id=did if isinstance(did, str) and did else None,
+                values=data,
+                id=activity.id,
+            )
+            if action is Action.RUN_AGAIN:
+                limit = self.runtime.limiter.take(person.id)
+                if not limit.allowed:
+                    return target, Notice(text=self.runtime.limiter.message(limit)), None
+            replies = conversation.act(turn)
+        return target, *(await self._first(replies))
+
+    async def _first(
+        self, replies: AsyncIterator[Reply]
+    ) -> tuple[Reply | None, AsyncIterator[Reply] | None]:
+        """The flow's first reply (no check runs before it), bounded in time."""
+        try:
+            async with asyncio.timeout(FIRST_REPLY_TIMEOUT):
+                return await anext(replies), replies
+        except StopAsyncIteration:
+            return None, None
+        except Exception:
+            log.exception("a Teams card action failed before its first reply")
+            await _close(replies)
+            return Update(card=crash_card(), key="error"), None
+
+    def _answer(
+        self, target: Recipient, first: Reply | None
+    ) -> tuple[InvokeResponse, Reply | None]:
+        """The invoke response for the first reply, and what is left to send another way."""
+        match first:
+            case ShowForm(card=card):
+                target.adopt = False
+                return card_response(_adaptive(card)), None
+            case Post(card=card, key=key) if target.adopt:
+                target.adopt = False
+                target.posted[key] = target.card_id
+                return card_response(_adaptive(card)), None
+            case Update(card=card, key=key):
+                target.posted[key] = target.posted.get(key) or target.card_id
+                return card_response(_adaptive(card)), None
+            case Notice(text=text):
+                return text_response(text), None
+            case FormErrors(errors=errors):
+                return text_response("Please check: " + "; ".join(errors.values())), None
+            case None:
+                return text_response("Done."), None
+            case _:  # a new message, not a change of this card: send it, keep the card
+                return text_response("Working on it…"), first
+
+    # --- background work -----------------------------------------------------------------------
+
+    def _after(self, work: Coroutine[Any, Any, None], target: Recipient | None, name: str) -> None:
+        """Run `work` once the HTTP response is written (at once outside a request)."""
+        pending = _AFTER.get()
+        if pending is not None:
+            pending.append((work, target, name))
+        else:
+            self._spawn(work, target, name)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], target: Recipient | None, name: str) -> None:
+        async def on_error(exc: BaseException) -> None:
+            if target is not None:
+                await self._report_crash(target)
+
+        try:
+            self.runtime.supervisor.spawn(work, name=name, on_error=on_error)
+        except RuntimeError:  # shutting down: the supervisor closed the coroutine
+            log.warning("Teams work %s dropped: the server is shutting down", name)
+
+    async def _continue(self, target: Recipient, logic: Any) -> None:
+        """Run `logic(ctx)` in a proactive turn on the stored conversation reference (§B5)."""
+        await self.adapter.continue_conversation(target.reference, logic, self.app_id)
+
+    async def _stream(
+        self, target: Recipient, first: Reply | None, rest: AsyncIterator[Reply] | None
+    ) -> None:
+        async def logic(ctx: TurnContext) -> None:
+            if first is not None:
+                await self.send(ctx, target, first)
+            if rest is not None:
+                async for reply in rest:
+                    await self.send(ctx, target, reply)
+
+        try:
+            await self._continue(target, logic)
+        finally:
+            # Close the flow now, not at garbage collection: its cleanup marks an interrupted
+            # diagnosis as failed (on shutdown this runs inside the cancellation).
+            if rest is not None:
+                await _close(rest)
+
+    async def _open_form(self, target: Recipient, turn: Turn, activity: Activity) -> None:
+        user_id = activity.from_property.id
+        personal = getattr(activity.conversation, "conversation_type", None) != "channel"
+
+        async def logic(ctx: TurnContext) -> None:
+            form_turn = turn
+            if turn.person.email is None and not address_from_text(turn.text) and personal:
+                email = await self._email_of(ctx, user_id)
+                if email:
+                    person = turn.person.model_copy(update={"email": email})
+                    form_turn = turn.model_copy(update={"person": person})
+            await self.send(ctx, target, self.runtime.conversation.start(form_turn))
+
+        await self._continue(target, logic)
+
+    async def _email_of(self, ctx: TurnContext, user_id: str) -> str | None:
+        """The person's mail address from their Teams profile (prefills the form), or None."""
+        if user_id in self._emails:
+            return self._emails[user_id]
+        email: str | None = None
+        try:
+            # GET /v3/conversations/{id}/members/{user}. Not `TeamsInfo.get_member`: it needs
+            # the incoming activity's channelData, which a proactive turn does not have.
+            client = ctx.turn_state.get(self.adapter.BOT_CONNECTOR_CLIENT_KEY)
+            async with asyncio.timeout(EMAIL_LOOKUP_TIMEOUT):
+                member = await client.conversations.get_conversation_member(
+                    ctx.activity.conversation.id, user_id
+                )
+            found = {**member.serialize(), **(member.additional_properties or {})}
+            email = found.get("email") or found.get("userPrincipalName") or None
+        except Exception as exc:  # a prefill is a nicety: the person can type the address
+            log.info("Teams member lookup failed: %s", type(exc).__name__)
+        if len(self._emails) >= EMAIL_CACHE:
+            self._emails.clear()
+        self._emails[user_id] = email
+        return email
+
+    async def _report_crash(self, target: Recipient) -> None:
+        """Turn a crashed background task into the error card, on the card it was changing."""
+        activity_id = next(reversed(target.posted.values()), None) or target.card_id
+
+        async def logic(ctx: TurnContext) -> None:
+            card = crash_card()
+            if activity_id:
+                await self._update(ctx, activity_id, card)
+            else:
+                await self._post(ctx, card)
+
+        await self._continue(target, logic)
+
+    def _remember(self, activity: Activity) -> None:
+        """Keep the conversation reference (JSON) for later proactive messages."""
+        save = getattr(self.runtime.store, "save_conversation_ref", None)
+        if save is None:
+            return
+        reference = TurnContext.get_conversation_reference(activity).serialize()
+        keys = [f"teams:conversation:{activity.conversation.id}"]
+        if getattr(activity.conversation, "conversation_type", None) == "personal":
+            keys.append(f"teams:person:{person_of(activity).id}")
+
+        async def work() -> None:
+            for key in keys:
+                await save(key, Platform.TEAMS, reference)
+
+        self._after(work(), None, "teams.remember")
+
+    async def _first_time(self, activity: Activity) -> bool:
+        if not activity.id:
+            return True
+        key = f"teams:{activity.conversation.id}:{activity.id}"
+        if await self.runtime.events.first_time(key):
+            return True
+        log.info("ignored a repeated Teams activity %s (%s)", activity.id, activity.type)
+        return False
+
+    # --- Reply -> Bot Connector ----------------------------------------------------------------
+
+    async def send(self, ctx: TurnContext, target: Recipient, reply: Reply) -> None:
+        """One reply, one Bot Connector call: POST a new message or PUT an edit."""
+        match reply:
+            case ShowForm(card=card):
+                if target.adopt and target.card_id:
+                    target.adopt = False
+                    await self._update(ctx, target.card_id, card)
+                else:
+                    await self._post(ctx, card)
+            case FormErrors(errors=errors):
+                await self._text(ctx, "Please check: " + "; ".join(errors.values()))
+            case Post(card=card, key=key):
+                if target.adopt and target.card_id:
+                    target.adopt = False
+                    await self._update(ctx, target.card_id, card)
+                    target.posted[key] = target.card_id
+                else:
+                    target.posted[key] = await self._post(ctx, card)
+            case Update(card=card, key=key):
+                activity_id = target.posted.get(key) or target.card_id
+                if activity_id:
+                    await self._update(ctx, activity_id, card)
+                    target.posted[key] = activity_id
+                else:
+                    target.posted[key] = await self._post(ctx, card)
+            case Notice(text=text):
+                await self._text(ctx, text)
+
+    async def _post(self, ctx: TurnContext, card: CardSpec) -> str | None:
+        sent = await ctx.send_activity(_card_activity(card))
+        return getattr(sent, "id", None) or None
+
+    async def _update(self, ctx: TurnContext, activity_id: str, card: CardSpec) -> None:
+        activity = _card_activity(card)
+        activity.id = activity_id
+        await ctx.update_activity(activity)
+
+    async def _text(self, ctx: TurnContext, text: str) -> None:
+        message = MessageFactory.text(text)
+        message.text_format = "plain"  # our sentences may quote what people typed
+        await ctx.send_activity(message)
+
+
+def create_teams_handler(runtime: Runtime) -> Handler:
+    """The `POST /api/messages` handler (`bot.server.TeamsFactory`)."""
+    return TeamsBot(runtime).handle
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def crash_card() -> CardSpec:
+    return CardSpec(
+        template="error",
+        data=ErrorData(
+            title="Something went wrong",
+            message="mailfix hit an unexpected problem and stopped. Nothing was changed.",
+            try_next=[f"Type {COMMAND} to try again in a minute."],
+        ).model_dump(mode="json"),
+    )
+
+
+def _adaptive(card: CardSpec) -> dict[str, Any]:
+    return render(card, Target.ADAPTIVE)
+
+
+def _card_activity(card: CardSpec) -> Activity:
+    return MessageFactory.attachment(CardFactory.adaptive_card(_adaptive(card)))
+
+
+async def _close(replies: AsyncIterator[Reply]) -> None:
+    aclose = getattr(replies, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(RuntimeError):  # "already running": its own task closes it
+            await aclose()
+
+
+def _activity_problem(body: Any) -> str | None:
+    """Why this JSON is not an activity we can answer (the SDK would crash on it), or None."""
+    if not isinstance(body, dict):
+        return "The body is not an activity object."
+    if not isinstance(body.get("type"), str) or not body["type"]:
+        return "The activity has no type."
+    if body["type"] not in (ActivityTypes.message, ActivityTypes.invoke):
+        return None  # conversation updates and the like: the SDK's defaults ignore them
+    service = body.get("serviceUrl")
+    if not isinstance(service, str) or not service.startswith(("https://", "http://")):
+        return "The activity has no serviceUrl."
+    for key in ("conversation", "from", "recipient"):
+        value = body.get(key)
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+            return f"The activity has no {key} id."
+    try:
+        Activity().deserialize(body)
+    except Exception:  # msrest's DeserializationError and friends
+        return "The activity does not have the Bot Framework shape."
+    return None
+
+
+def _problem(
+    status: int, error: str, message: str, *, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response({"error": error, "message": message}, status=status, headers=headers)

@@ -18,11 +18,16 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  #
     monkeypatch.setenv("MAILFIX_ALLOWED_PRIVATE_NETWORKS", "127.77.0.0/16,::1/128")
     monkeypatch.setenv("MAILFIX_CLOUD", "gcchigh")
     s = CheckSettings()
-    assert s.dns_servers == [DnsServer("127.0.0.53", 5353), DnsServer("::1", 53),
-                             DnsServer("127.0.0.54", 53)]
+    assert s.dns_servers == [
+        DnsServer("127.0.0.53", 5353),
+        DnsServer("::1", 53),
+        DnsServer("127.0.0.54", 53),
+    ]
     assert s.ca_bundle == bundle
-    assert s.allowed_private_networks == [ipaddress.ip_network("127.77.0.0/16"),
-                                          ipaddress.ip_network("::1/128")]
+    assert s.allowed_private_networks == [
+        ipaddress.ip_network("127.77.0.0/16"),
+        ipaddress.ip_network("::1/128"),
+    ]
     assert s.cloud is Cloud.GCCHIGH
 
 

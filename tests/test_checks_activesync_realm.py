@@ -413,3 +413,27 @@ def test_signing_certificates_dedupes_and_skips_encryption() -> None:
     certs, unreadable = realm.signing_certificates(body)
     assert len(certs) == 1 and unreadable == 1
     assert certs[0].subject == f"CN=ADFS Signing - {STS}"
+
+
+async def test_realm_falls_back_to_json_when_the_xml_form_is_refused() -> None:
+    """A login server that only speaks the default JSON form (as a world built by someone else
+    may): GetUserRealm is asked again without &xml=1."""
+    asked: list[str] = []
+
+    async def json_only(request: web.Request) -> web.StreamResponse:
+        asked.append(request.path_qs)
+        if request.query.get("xml") == "1":
+            return web.Response(status=400, text="unsupported")
+        return web.json_response({"NameSpaceType": "Managed", "DomainName": "contoso.com"})
+
+    base = random_base()
+    ip = f"{base}.201"
+    async with custom_https(ip, [LOGIN], json_only) as port:
+        sc = scenario(with_microsoft=False, records=[Record(name=LOGIN, rdtype="A", value=ip)])
+        async with checked(sc, base=base, extra_ports={(ip, 443): port}) as probe:
+            f = await probe.run(FEDERATION)
+    assert f.status is Status.PASS
+    assert asked == [
+        "/getuserrealm.srf?login=ana@contoso.com&xml=1",
+        "/getuserrealm.srf?login=ana@contoso.com",
+    ]

@@ -137,10 +137,7 @@ async def user_realm(ctx: CheckContext) -> RealmInfo:
     something that is not a RealmInfo (an HTTP error status, garbage).
     """
 
-    async def fetch() -> RealmInfo:
-        host = ctx.cloud.login
-        login = quote(ctx.address.address, safe="@")
-        url = f"https://{host}/getuserrealm.srf?login={login}&xml=1"
+    async def ask(url: str) -> RealmInfo:
         resp = await ctx.net.request("GET", url, max_body=MAX_REALM_BYTES)
         if resp.status != 200:
             raise ProtocolViolation(f"GetUserRealm answered HTTP {resp.status}", host=host)
@@ -149,6 +146,20 @@ async def user_realm(ctx: CheckContext) -> RealmInfo:
         except ValueError as exc:  # XmlRejected is a ValueError too
             raise ProtocolViolation(f"GetUserRealm answered garbage: {exc}", host=host) from exc
 
+    async def fetch() -> RealmInfo:
+        url = f"https://{host}/getuserrealm.srf?login={login}"
+        # The XML form carries the active STS and MEX URLs (§4.1); JSON is the endpoint's
+        # default form, asked for only when the XML one is refused or unreadable.
+        try:
+            return await ask(url + "&xml=1")
+        except ProtocolViolation as first:
+            try:
+                return await ask(url)
+            except ProtocolViolation:
+                raise first from None
+
+    host = ctx.cloud.login
+    login = quote(ctx.address.address, safe="@")
     return await ctx.memo("realm", fetch)
 
 

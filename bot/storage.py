@@ -162,6 +162,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite
     cursor.execute("PRAGMA busy_timeout=5000")
+    # WAL: readers (App Home, /readyz) never wait for a writer, and a commit appends to the
+    # log instead of rewriting pages. Durability is unchanged (synchronous stays FULL).
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 

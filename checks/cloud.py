@@ -6,7 +6,7 @@ Sources: reference/exchange-online-diagnostics.md §7 (endpoints and sovereign c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from checks.settings import Cloud
 
@@ -24,29 +24,22 @@ class CloudHosts:
     mx_suffixes: tuple[str, ...]  # MX targets that mean "mail is routed to Exchange Online"
 
 
+_WORLDWIDE = CloudHosts(
+    cloud=Cloud.GLOBAL,
+    login="login.microsoftonline.com",
+    graph="graph.microsoft.com",
+    exo="outlook.office365.com",
+    smtp="smtp.office365.com",
+    autodiscover_cname="autodiscover.outlook.com",
+    autodiscover_pox="autodiscover-s.outlook.com",
+    spf_include="spf.protection.outlook.com",
+    mx_suffixes=(".mail.protection.outlook.com", ".mx.microsoft"),
+)
+
 CLOUDS: dict[Cloud, CloudHosts] = {
-    Cloud.GLOBAL: CloudHosts(
-        cloud=Cloud.GLOBAL,
-        login="login.microsoftonline.com",
-        graph="graph.microsoft.com",
-        exo="outlook.office365.com",
-        smtp="smtp.office365.com",
-        autodiscover_cname="autodiscover.outlook.com",
-        autodiscover_pox="autodiscover-s.outlook.com",
-        spf_include="spf.protection.outlook.com",
-        mx_suffixes=(".mail.protection.outlook.com", ".mx.microsoft"),
-    ),
-    Cloud.GCC: CloudHosts(
-        cloud=Cloud.GCC,
-        login="login.microsoftonline.com",
-        graph="graph.microsoft.com",
-        exo="outlook.office365.com",
-        smtp="smtp.office365.com",
-        autodiscover_cname="autodiscover.outlook.com",
-        autodiscover_pox="autodiscover-s.outlook.com",
-        spf_include="spf.protection.outlook.com",
-        mx_suffixes=(".mail.protection.outlook.com", ".mx.microsoft"),
-    ),
+    Cloud.GLOBAL: _WORLDWIDE,
+    # GCC (US government community) shares the worldwide hosts (§7).
+    Cloud.GCC: replace(_WORLDWIDE, cloud=Cloud.GCC),
     # GCC High and DoD: the US government clouds (§7). Their customer DNS targets are the
     # .office365.us names from Microsoft's government DNS guidance; the POX host behind the
     # HTTP redirect is not in our sources [uncertain] and only shapes the trace's wording.

@@ -31,7 +31,9 @@ from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from checks.cloud import hosts_for
+from checks.diagnosis import CAUSES
 from checks.models import Client, Status
+from checks.registry import CATALOGUE_IDS
 from checks.settings import Cloud
 from sandbox.ca import CertKind
 from sandbox.dns_server import DnsFaultKind
@@ -47,61 +49,10 @@ from sandbox.services.configs import (
     WebsiteConfig,
 )
 
-# Stable ids (DESIGN.md "Check catalogue"; docs/agents/COMMON.md cause list). Expectations are
-# validated against them so a typo fails at import, not as a puzzling test failure.
-CHECK_IDS = frozenset(
-    {
-        "dns.mx",
-        "dns.autodiscover",
-        "dns.spf",
-        "autodiscover.v1",
-        "autodiscover.v2",
-        "net.https",
-        "net.imap",
-        "net.pop",
-        "net.smtp",
-        "activesync.endpoint",
-        "realm.federation",
-        "tenant.account",
-        "tenant.license",
-        "tenant.mailbox",
-        "tenant.devices",
-        "tenant.client_access_rules",
-        "tenant.conditional_access",
-        "tenant.signins",
-        "tenant.service_health",
-    }
-)
-CAUSE_IDS = frozenset(
-    {
-        "autodiscover-dns-missing",
-        "autodiscover-dns-elsewhere",
-        "autodiscover-root-hijack",
-        "autodiscover-bad-certificate",
-        "autodiscover-unreachable",
-        "autodiscover-error",
-        "domain-not-found",
-        "domain-not-in-m365",
-        "mx-missing",
-        "mx-not-exchange-online",
-        "spf-problem",
-        "dns-failure",
-        "adfs-unreachable",
-        "adfs-certificate-invalid",
-        "adfs-token-signing-expired",
-        "adfs-token-signing-expiring",
-        "hybrid-mailbox-on-premises",
-        "exo-unreachable",
-        "tls-inspection",
-        "imap-blocked",
-        "pop-blocked",
-        "smtp-blocked",
-        "smtp-starttls-broken",
-        "activesync-blocked",
-        "service-degraded",
-        "device-or-app",
-    }
-)
+# Expectations are validated against the engine's own ids, so a typo fails at import, not as
+# a puzzling test failure.
+CHECK_IDS = frozenset(CATALOGUE_IDS)
+CAUSE_IDS = frozenset(CAUSES)
 
 
 class _Frozen(BaseModel):

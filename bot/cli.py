@@ -141,13 +141,18 @@ def serve_command(
 @app.command("demo")
 def demo_command(
     serve: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--serve/--no-serve",
-            help="After the sample reports, serve the bot against the sandbox until Ctrl-C.",
+            help="After the sample reports, serve the bot and the web console against the "
+            "sandbox until Ctrl-C. Default: serve on a terminal, not when CI is set or stdin "
+            "is not a terminal.",
+            show_default=False,
         ),
-    ] = True,
-    port: Annotated[int, typer.Option(help="Port for the demo server.")] = 3978,
+    ] = None,
+    port: Annotated[
+        int, typer.Option(help="Port for the demo server on 127.0.0.1 (0: any free port).")
+    ] = 3978,
 ) -> None:
     """Start the sandbox world, diagnose sample users in broken states, then serve the bot."""
     from bot.demo import run_demo

@@ -101,7 +101,11 @@ def report_tree(report: Report) -> Tree:
         for other in report.causes[1:4]:
             cause.add(Text(f"then: {other.title} ({other.confidence:.0%})", "dim"))
     findings = root.add(Text("Checks", "bold"))
+    skipped: dict[str, list[str]] = {}  # reason -> check ids: one line per reason, not per check
     for finding in report.findings:
+        if finding.status is Status.SKIP:
+            skipped.setdefault(finding.summary, []).append(finding.check)
+            continue
         title = TITLES.get(finding.check, finding.check)
         node = findings.add(
             Text.assemble(
@@ -112,8 +116,6 @@ def report_tree(report: Report) -> Tree:
                 _short(finding.summary, 160),
             )
         )
-        if finding.status is Status.SKIP:
-            continue
         for step in finding.steps:
             node.add(
                 Text.assemble(_status(step.status), " ", step.name, ": ", _short(step.detail, 160))
@@ -123,6 +125,10 @@ def report_tree(report: Report) -> Tree:
                 node.add(Text(f"{key}: {_short(value)}", "dim"))
             for step_text in finding.next_steps:
                 node.add(Text("→ " + _short(step_text), "cyan"))
+    for reason, ids in skipped.items():
+        findings.add(
+            Text.assemble(_status(Status.SKIP), " ", (", ".join(ids), "dim"), ": ", _short(reason))
+        )
     root.add(Text(f"{len(report.findings)} checks in {report.duration_ms} ms", "dim"))
     return root
 

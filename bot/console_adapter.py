@@ -1,0 +1,555 @@
+"""The local web console (demo): a thin translator between the console page and Turn / Reply.
+
+The fourth front end beside Slack, Teams and the CLI (DESIGN.md). It has no login, so only the
+demo attaches it (`attach_console`), on a server that listens on loopback.
+
+In (JSON, under `/console/api/`):
+- `POST start   {"text": "mailfix ana@contoso.com"}` -> `Turn(START)` -> the intake card;
+- `POST execute {"verb", "data", "inputs", "message"}` - what an `Action.Execute` (or its
+  `Action.Submit` fallback, verb inside `data`) on a card sends: verb `mailfix.intake` ->
+  `Turn(SUBMIT)`, a button verb (`dialogs.models.Action`) -> `Turn(ACTION)`. `message` is the
+  key of the card pressed: like Teams, the intake form is replaced in place by the progress card.
+- `GET events` - Server-Sent Events: every change to this person's timeline as it happens (the
+  progress card edited in place as checks finish, then turned into the results card). A
+  reconnect with `Last-Event-ID` gets what it missed, else a snapshot of the whole timeline.
+- `GET state`, `GET home` (the person's recent checks), `GET info` (sample addresses).
+Out: each `Reply` becomes a timeline item `{"key", "rev", "kind", "template", "card"}`: a card
+rendered with `cards.render(spec, Target.ADAPTIVE)` (the page has its own small renderer), or
+`{"kind": "said", "text"}` for what the person typed. `rev` orders every change of one timeline.
+
+The person is a random token in an HttpOnly cookie set by `GET /console`; only its hash is ever
+stored. A POST must carry `X-Mailfix-Console: 1` and JSON and no foreign `Origin`, so another
+web page cannot drive the console (the custom header forces a CORS preflight nobody answers).
+JSON is written with `<`, `>` and `&` as `\\u` escapes: cards carry hostile strings and a
+response must never be readable as HTML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import logging
+import re
+import secrets
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bot.runtime import Runtime
+from bot.server import RUNTIME
+from cards import Target, render
+from cards.data import ErrorData, NoticeData
+from dialogs.models import (
+    Action,
+    CardSpec,
+    FormErrors,
+    Notice,
+    Person,
+    Platform,
+    Post,
+    Reply,
+    ShowForm,
+    Turn,
+    TurnKind,
+    Update,
+)
+
+log = logging.getLogger(__name__)
+
+INTAKE = "mailfix.intake"
+COOKIE = "mailfix_console"
+HEADER = "X-Mailfix-Console"
+STATIC = Path(__file__).parent / "static"
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
+    "require-trusted-types-for 'script'"
+)
+MAX_TEXT = 2000  # what one start message may hold
+MAX_SESSIONS = 1000  # people remembered (least recently used go first)
+MAX_ITEMS = 200  # timeline items per person
+HISTORY = 500  # events kept for reconnects
+QUEUE = 256  # events buffered for one slow reader before it must reconnect
+KEEPALIVE = 15.0  # seconds between comments on an idle event stream
+FIRST_REPLY_TIMEOUT = 10.0  # seconds the first reply of a flow may take inside the request
+_ASSET_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{22,64}")
+_COMMAND = re.compile(r"^\s*[/@]?mailfix\b", re.IGNORECASE)
+
+
+def dumps(value: Any) -> str:
+    """JSON that no browser can mistake for markup, whatever the strings hold."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.json_response(value, status=status, dumps=dumps)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return _json({"error": code, "message": message}, status)
+
+
+def command_text(text: str) -> str:
+    """ "/mailfix ana@contoso.com", "@mailfix …" or just "ana@contoso.com" -> the arguments."""
+    return _COMMAND.sub("", text, count=1).strip()
+
+
+# --- one person's timeline ---------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    key: str
+    rev: int
+    kind: str  # "card" | "said"
+    template: str | None = None
+    card: dict[str, Any] | None = None
+    text: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key, "rev": self.rev, "kind": self.kind}
+        if self.kind == "card":
+            out.update(template=self.template, card=self.card)
+        else:
+            out["text"] = self.text
+        return out
+
+
+class _Reader:
+    """One open event stream."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE)
+
+    def push(self, event: bytes | None) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:  # too slow: end the stream; the reconnect catches up
+            self.close()
+
+    def close(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+
+@dataclass
+class Session:
+    """The console's state for one person: their timeline, and who is watching it."""
+
+    person: Person
+    conversation: str
+    rev: int = 0
+    items: OrderedDict[str, Item] = field(default_factory=OrderedDict)
+    history: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    readers: set[_Reader] = field(default_factory=set)
+    aliases: dict[str, str] = field(default_factory=dict)  # flow message key -> item key
+    counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def new_key(self, prefix: str) -> str:
+        return f"{prefix}-{next(self.counter)}"
+
+    def resolve(self, key: str) -> str:
+        return self.aliases.get(key, key)
+
+    def said(self, text: str) -> Item:
+        return self._put(Item(self.new_key("said"), 0, "said", text=text))
+
+    def card(self, key: str, spec: CardSpec) -> Item:
+        card = render(spec, Target.ADAPTIVE)
+        return self._put(Item(key, 0, "card", template=spec.template, card=card))
+
+    def _put(self, item: Item) -> Item:
+        self.rev += 1
+        item.rev = self.rev
+        self.items[item.key] = item  # an edit keeps its place in the timeline
+        while len(self.items) > MAX_ITEMS:
+            self.items.popitem(last=False)
+        event = _event("item", item.wire(), item.rev)
+        self.history.append((item.rev, event))
+        for reader in list(self.readers):
+            reader.push(event)
+        return item
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"rev": self.rev, "items": [i.wire() for i in self.items.values()]}
+
+    def since(self, rev: int) -> list[bytes] | None:
+        """Events after `rev`, or None when they are no longer all known (send a snapshot)."""
+        if rev == self.rev:
+            return []
+        if rev > self.rev or not self.history or self.history[0][0] > rev + 1:
+            return None
+        return [event for r, event in self.history if r > rev]
+
+
+def _event(name: str, data: Any, rev: int) -> bytes:
+    return f"id: {rev}\nevent: {name}\ndata: {dumps(data)}\n\n".encode()
+
+
+@dataclass
+class _FlowState:
+    """Where one flow's replies go: the pressed card takes the first new message."""
+
+    replace: str | None = None
+    last: str | None = None
+
+
+# --- the adapter --------------------------------------------------------------------------------
+
+
+class ConsoleBot:
+    """Routes of the console, and the translation both ways."""
+
+    def __init__(self, runtime: Runtime, *, samples: Sequence[tuple[str, str]] = ()) -> None:
+        self.runtime = runtime
+        self.samples = [{"address": a, "title": t} for a, t in samples]
+        self.sessions: OrderedDict[str, Session] = OrderedDict()
+        self.closing = False
+        self._assets = {
+            name: (STATIC / name).read_bytes()
+            for name in ("console.html", "console.js", "console.css", "favicon.svg")
+        }
+
+    def register(self, app: web.Application) -> None:
+        add = app.router.add_route
+        add("GET", "/console", self.page)
+        add("GET", "/console/", self.page)
+        add("GET", "/console/console.js", self.asset)
+        add("GET", "/console/console.css", self.asset)
+        add("GET", "/console/favicon.svg", self.asset)
+        add("GET", "/console/api/info", self.info)
+        add("GET", "/console/api/state", self.state)
+        add("GET", "/console/api/home", self.home)
+        add("GET", "/console/api/events", self.events)
+        add("POST", "/console/api/start", self.start)
+        add("POST", "/console/api/execute", self.execute)
+        app.on_shutdown.append(self._shutdown)
+
+    # --- who is this ----------------------------------------------------------------------------
+
+    def _session(self, token: str) -> Session:
+        digest = hashlib.sha256(token.encode()).hexdigest()[:20]
+        session = self.sessions.get(digest)
+        if session is None:
+            person = Person(id=f"console-{digest}", name="Console user", workspace="console")
+            session = Session(person=person, conversation=f"console:{digest}")
+            self.sessions[digest] = session
+            while len(self.sessions) > MAX_SESSIONS:
+                _, old = self.sessions.popitem(last=False)
+                for reader in old.readers:
+                    reader.close()
+        self.sessions.move_to_end(digest)
+        return session
+
+    def _caller(self, request: web.Request) -> Session | web.Response:
+        token = request.cookies.get(COOKIE, "")
+        if not _TOKEN.fullmatch(token):
+            return _error(401, "no_session", "Open /console first: it starts your session.")
+        return self._session(token)
+
+    def _writer(self, request: web.Request) -> Session | web.Response:
+        """The caller of a POST, after the checks that keep other web pages out."""
+        if request.headers.get(HEADER) != "1":
+            return _error(403, "forbidden", f"Console requests carry the {HEADER} header.")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            return _error(403, "forbidden", "Requests from other sites are refused.")
+        if request.content_type != "application/json":
+            return _error(415, "unsupported_media_type", "Send JSON.")
+        if self.closing or self.runtime.closing:
+            return _error(503, "shutting_down", "mailfix is shutting down.")
+        return self._caller(request)
+
+    # --- the page -------------------------------------------------------------------------------
+
+    async def page(self, request: web.Request) -> web.Response:
+        response = web.Response(
+            body=self._assets["console.html"],
+            content_type="text/html",
+            charset="utf-8",
+            headers={"Content-Security-Policy": PAGE_CSP},
+        )
+        if not _TOKEN.fullmatch(request.cookies.get(COOKIE, "")):
+            response.set_cookie(
+                COOKIE,
+                secrets.token_urlsafe(24),
+                path="/console",
+                httponly=True,
+                samesite="Strict",
+                max_age=30 * 24 * 3600,
+            )
+        return response
+
+    async def asset(self, request: web.Request) -> web.Response:
+        name = request.path.rsplit("/", 1)[1]
+        kind = _ASSET_TYPES[name.rsplit(".", 1)[1]]
+        return web.Response(body=self._assets[name], content_type=kind, charset="utf-8")
+
+    async def info(self, request: web.Request) -> web.Response:
+        session = self._caller(request)
+        if isinstance(session, web.Response):
+            return session
+        person = {"id": session.person.id, "name": session.person.name}
+        return _json(
+            {"platform": Platform.CONSOLE.value, "person": person, "samples": self.samples}
+        )
+
+    async def state(self, request: web.Request) -> web.Response:
+        session = self._caller(request)
+        if isinstance(session, web.Response):
+            return session
+        return _json(session.snapshot())
+
+    async def home(self, request: web.Request) -> web.Response:
+        session = self._caller(request)
+        if isinstance(session, web.Response):
+            return session
+        spec = await self.runtime.conversation.home(session.person)
+        return _json({"card": render(spec, Target.ADAPTIVE)})
+
+    # --- in: start, execute ---------------------------------------------------------------------
+
+    async def start(self, request: web.Request) -> web.Response:
+        session = self._writer(request)
+        if isinstance(session, web.Response):
+            return session
+        body = await _body(request)
+        text = body.get("text", "") if isinstance(body, dict) else None
+        if not isinstance(text, str) or len(text) > MAX_TEXT:
+            return _error(400, "bad_request", f'Send {{"text": "…"}}, at most {MAX_TEXT} chars.')
+        turn = self._turn(session, TurnKind.START, text=command_text(text))
+        items = [session.said(text.strip())] if text.strip() else []
+        form = self.runtime.conversation.start(turn)
+        items.append(session.card(session.new_key("form"), form.card))
+        return _items(items)
+
+    async def execute(self, request: web.Request) -> web.Response:
+        session = self._writer(request)
+        if isinstance(session, web.Response):
+            return session
+        body = await _body(request)
+        if not isinstance(body, dict):
+            return _error(400, "bad_request", "Send a JSON object.")
+        data = body.get("data") or {}
+        inputs = body.get("inputs") or {}
+        message = body.get("message")
+        if not isinstance(data, dict) or not isinstance(inputs, dict):
+            return _error(400, "bad_request", '"data" and "inputs" must be objects.')
+        if message is not None and (not isinstance(message, str) or len(message) > 100):
+            return _error(400, "bad_request", '"message" must be the key of a card.')
+        verb = body.get("verb") or data.get("verb")  # Action.Submit keeps it inside data
+        if verb == INTAKE:
+            return await self._submit(session, inputs, message)
+        try:
+            action = Action(str(verb))
+        except ValueError:
+            return _error(400, "unknown_verb", "This button is not one mailfix knows.")
+        return await self._act(session, action, data, message)
+
+    async def _submit(
+        self, session: Session, inputs: dict[str, Any], message: str | None
+    ) -> web.Response:
+        if message is not None and message not in session.items:
+            message = None
+        turn = self._turn(session, TurnKind.SUBMIT, values=inputs)
+        conversation = self.runtime.conversation
+        checked = conversation.check_form(turn)
+        if isinstance(checked, FormErrors):  # like Teams: the form again, with the errors
+            again = conversation.form_again(turn, checked)
+            return _items([session.card(message or session.new_key("form"), again.card)])
+        limit = self.runtime.limiter.take(session.person.id)
+        if not limit.allowed:
+            return _items([self._notice(session, self.runtime.limiter.message(limit))])
+        flow = _FlowState(replace=message)
+        return await self._run(session, conversation.run(turn, checked), flow, "console.diagnosis")
+
+    async def _act(
+        self, session: Session, action: Action, data: dict[str, Any], message: str | None
+    ) -> web.Response:
+        did = data.get("diagnosis_id")
+        did = did if isinstance(did, str) and did else None
+        turn = self._turn(
+            session,
+            TurnKind.ACTION,
+            action=action,
+            diagnosis_id=did,
+            values={"diagnosis_id": did} if did else {},
+        )
+        if action is Action.RUN_AGAIN:
+            limit = self.runtime.limiter.take(session.person.id)
+            if not limit.allowed:
+                return _items([self._notice(session, self.runtime.limiter.message(limit))])
+        replies = self.runtime.conversation.act(turn)
+        return await self._run(session, replies, _FlowState(last=message), "console.act")
+
+    def _turn(self, session: Session, kind: TurnKind, **fields: Any) -> Turn:
+        return Turn(
+            platform=Platform.CONSOLE,
+            kind=kind,
+            person=session.person,
+            conversation=session.conversation,
+            id=uuid.uuid4().hex,
+            **fields,
+        )
+
+    # --- out: replies -> timeline items ---------------------------------------------------------
+
+    async def _run(
+        self, session: Session, replies: AsyncIterator[Reply], flow: _FlowState, name: str
+    ) -> web.Response:
+        """The first reply answers the request; the rest (checks, results) follows as events."""
+        try:
+            first = await asyncio.wait_for(anext(replies), FIRST_REPLY_TIMEOUT)
+        except StopAsyncIteration:
+            return _items([])
+        except Exception:
+            log.exception("console flow %s failed before its first reply", name)
+            await _close(replies)
+            return _items([self._crash(session, flow)])
+        items = [self.send(session, first, flow)]
+
+        async def rest() -> None:
+            try:
+                async for reply in replies:
+                    self.send(session, reply, flow)
+            finally:
+                await _close(replies)
+
+        async def on_error(exc: BaseException) -> None:
+            self._crash(session, flow)
+
+        try:
+            self.runtime.supervisor.spawn(rest(), name=name, on_error=on_error)
+        except RuntimeError:  # shutting down: what was answered stands, the rest is dropped
+            await _close(replies)
+        return _items([i for i in items if i is not None])
+
+    def send(self, session: Session, reply: Reply, flow: _FlowState) -> Item | None:
+        """One reply, one timeline change."""
+        match reply:
+            case ShowForm(card=card):
+                item = session.card(session.new_key("form"), card)
+            case Post(card=card, key=key):
+                if flow.replace is not None:  # the pressed form becomes this message
+                    session.aliases[key] = flow.replace
+                    flow.replace = None
+                item = session.card(session.resolve(key), card)
+            case Update(card=card, key=key):
+                item = session.card(session.resolve(key), card)
+            case Notice(text=text):
+                item = self._notice(session, text)
+            case FormErrors(errors=errors):
+                item = self._notice(session, "Please check: " + "; ".join(errors.values()))
+            case _:
+                log.warning("console: unknown reply %r", reply)
+                return None
+        if item.template != "notice":
+            flow.last = item.key
+        return item
+
+    def _notice(self, session: Session, text: str) -> Item:
+        spec = CardSpec(template="notice", data=NoticeData(text=text).model_dump(mode="json"))
+        return session.card(session.new_key("notice"), spec)
+
+    def _crash(self, session: Session, flow: _FlowState) -> Item:
+        """A crashed flow ends in an error card (on the card it was editing), never silence."""
+        spec = CardSpec(
+            template="error",
+            data=ErrorData(
+                title="Something went wrong",
+                message="mailfix hit an unexpected problem and stopped. Nothing was changed.",
+                try_next=["Type mailfix and an address to try again in a minute."],
+            ).model_dump(mode="json"),
+        )
+        key = flow.last or flow.replace or session.new_key("error")
+        return session.card(key, spec)
+
+    # --- the event stream -----------------------------------------------------------------------
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        session = self._caller(request)
+        if isinstance(session, web.Response):
+            return session
+        if self.closing:
+            return _error(503, "shutting_down", "mailfix is shutting down.")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream; charset=utf-8", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        reader = _Reader()
+        session.readers.add(reader)  # before the snapshot: nothing can fall in between
+        try:
+            await response.write(b"retry: 2000\n\n")
+            missed = _last_event_id(request)
+            replay = session.since(missed) if missed is not None else None
+            if replay is None:
+                await response.write(_event("snapshot", session.snapshot(), session.rev))
+            else:
+                for event in replay:
+                    await response.write(event)
+            while True:
+                try:
+                    news = await asyncio.wait_for(reader.queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if news is None:
+                    break
+                await response.write(news)
+        except ConnectionResetError:
+            pass  # the page went away: nothing to tell anyone
+        finally:
+            session.readers.discard(reader)
+        return response
+
+    async def _shutdown(self, app: web.Application) -> None:
+        """End every event stream, or the server would wait for them to time out."""
+        self.closing = True
+        for session in self.sessions.values():
+            for reader in list(session.readers):
+                reader.close()
+
+
+def _items(items: list[Item]) -> web.Response:
+    return _json({"items": [i.wire() for i in items]})
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+async def _close(replies: AsyncIterator[Reply]) -> None:
+    aclose = getattr(replies, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+def _last_event_id(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID", "")
+    return int(raw) if raw.isdigit() and len(raw) < 12 else None
+
+
+CONSOLE = web.AppKey("mailfix.console", ConsoleBot)
+
+
+def attach_console(app: web.Application, *, samples: Sequence[tuple[str, str]] = ()) -> ConsoleBot:
+    """Add the console to a server built by `bot.server.create_app` (before it starts)."""
+    console = ConsoleBot(app[RUNTIME], samples=samples)
+    console.register(app)
+    app[CONSOLE] = console
+    return console

@@ -126,6 +126,9 @@ def create_app(
     app.router.add_post("/api/messages", teams_handler)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    # The Teams app manifest links here (privacyUrl, termsOfUseUrl: both required).
+    app.router.add_get("/privacy", _page(PRIVACY))
+    app.router.add_get("/terms", _page(TERMS))
 
     async def startup(app: web.Application) -> None:
         if migrate and own_store:
@@ -197,6 +200,31 @@ async def _start_socket_mode(app: web.Application, slack: Any, settings: Setting
 
 
 # --- routes ---------------------------------------------------------------------------------
+
+
+PRIVACY = """mailfix privacy statement
+
+mailfix diagnoses why a mail app cannot reach an Exchange Online mailbox. It stores, in this
+organisation's own database: the address that was diagnosed, the mail app and symptom chosen,
+the diagnosis report, who asked for it and the follow-ups (run again, fixed, escalated), and
+the chat conversation reference needed to update its cards. It never asks for or stores a
+password. Nothing is sent to anyone but the chat platform and Microsoft's own endpoints that
+are being tested. Ask your helpdesk to delete your data.
+"""
+
+TERMS = """mailfix terms of use
+
+mailfix is an internal helpdesk tool run by your organisation. Its diagnoses are best
+efforts: they test Microsoft 365 endpoints from the server mailfix runs on, which may not be
+the network you are on. Use it to diagnose mailboxes you are responsible for.
+"""
+
+
+def _page(text: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    return handler
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,21 @@ async def test_healthz_and_readyz_with_migrations_applied(tmp_path: Path) -> Non
         for name, value in SECURITY_HEADERS.items():
             assert ready.headers[name] == value
     assert (tmp_path / "mailfix.db").is_file()
+
+
+async def test_privacy_and_terms_pages_the_teams_manifest_links_to(tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    from bot.manifests import teams_manifest
+
+    developer = teams_manifest("https://bot.example.com", bot_id=str(uuid.uuid4()))["developer"]
+    async with running_bot(tmp_path) as bot:
+        for key in ("privacyUrl", "termsOfUseUrl"):
+            path = urlsplit(developer[key]).path
+            page = await bot.http.get(path)
+            assert page.status == 200, path
+            assert page.content_type == "text/plain"
+            assert "mailfix" in await page.text()
 
 
 async def test_readyz_is_503_before_migrations(tmp_path: Path) -> None:

@@ -315,7 +315,7 @@ class ConsoleBot:
         session = self._caller(request)
         if isinstance(session, web.Response):
             return session
-        spec = await self.runtime.conversation.home(session.person)
+        spec = await self.runtime.conversation.home(session.person, Platform.CONSOLE)
         return _json({"card": render(spec, Target.ADAPTIVE)})
 
     # --- in: start, execute ---------------------------------------------------------------------

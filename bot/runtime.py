@@ -19,7 +19,7 @@ from aiohttp import web
 from bot.limits import RateLimiter
 from bot.settings import Settings
 from bot.tasks import TaskSupervisor
-from dialogs.models import CardSpec, FormErrors, Person, Reply, ShowForm, Turn
+from dialogs.models import CardSpec, FormErrors, Person, Platform, Reply, ShowForm, Turn
 
 if TYPE_CHECKING:
     from checks.net.seam import Network
@@ -46,7 +46,7 @@ class ConversationLike(Protocol):
 
     def act(self, turn: Turn) -> AsyncIterator[Reply]: ...
 
-    async def home(self, person: Person) -> CardSpec: ...
+    async def home(self, person: Person, platform: Platform = ...) -> CardSpec: ...
 
 
 class EventLedger:

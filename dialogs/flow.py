@@ -396,7 +396,8 @@ class Conversation:
 
     # --- Slack App Home --------------------------------------------------------------------
 
-    async def home(self, person: Person) -> CardSpec:
+    async def home(self, person: Person, platform: Platform = Platform.SLACK) -> CardSpec:
+        """The person's recent checks (Slack App Home, the console's side panel)."""
         recent = await self.s.store.recent(person.id)
         lines = []
         for d in recent:
@@ -411,10 +412,11 @@ class Conversation:
                     status=_worst(d),
                 )
             )
+        command = _command(platform)
         intro = (
-            "Your latest mail checks. Type /mailfix in any channel to run a new one."
+            f"Your latest mail checks. Type {command} to run a new one."
             if lines
-            else "No checks yet. Type /mailfix to check why a mail app cannot connect."
+            else f"No checks yet. Type {command} to check why a mail app cannot connect."
         )
         data = HomeData(recent=lines, intro=intro)
         return CardSpec(template="home", data=data.model_dump(mode="json"))

@@ -148,7 +148,7 @@ class Transcript:
 
     async def open_home(self) -> dict[str, Any]:
         """Slack's App Home tab for this person; returns the home card's data."""
-        spec = await self.conversation.home(self.person)
+        spec = await self.conversation.home(self.person, self.platform)
         if self.platform is Platform.SLACK:
             self._render(spec, Target.SLACK_HOME)
         return spec.data

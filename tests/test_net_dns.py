@@ -173,6 +173,20 @@ async def test_truncation_falls_back_to_tcp(net: Network, server: DnsServer) -> 
     assert ("tcp", "tcponly.contoso.test", "A") in server.queries
 
 
+async def test_a_closed_server_port_fails_fast() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    slow = Timeouts(dns=3.0, connect=1.0, read=1.0, total=5.0)
+    settings = CheckSettings(dns_servers=[f"127.0.0.1:{port}"])
+    async with Network(settings, timeouts=slow) as net:
+        started = time.monotonic()
+        with pytest.raises(DnsError) as info:
+            await net.query("www.contoso.test", "A")
+    assert info.value.reason == "timeout"  # no answer from that server
+    assert time.monotonic() - started < 1.0  # the ICMP "port unreachable", not the 3 s wait
+
+
 async def test_second_server_answers_when_the_first_refuses() -> None:
     bad = Zone()
     bad.fault("www.contoso.test", DnsFaultKind.REFUSED)

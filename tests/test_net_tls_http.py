@@ -440,6 +440,16 @@ async def test_https_get_keeps_host_and_sni_while_connecting_to_the_ip(
     assert response.cert is not None and "www.sandbox.test" in response.cert.san
 
 
+async def test_requests_of_one_network_share_a_kept_alive_connection(
+    net: Network, website: Web
+) -> None:
+    first = await net.request("GET", "https://www.sandbox.test/ok")
+    second = await net.request("GET", "https://www.sandbox.test/ok")
+    assert website.sni == ["www.sandbox.test"]  # one handshake for both
+    assert first.cert is not None and second.cert == first.cert  # read from the same TLS
+    assert second.hops[0].address == WEB_IP
+
+
 async def test_plain_http_has_no_certificate(net: Network) -> None:
     response = await net.request("GET", "http://www.sandbox.test/ok")
     assert response.status == 200 and response.cert is None

@@ -89,7 +89,14 @@ def find_ssl_error(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def cert_info(der: bytes) -> CertInfo:
+    """The parsed certificate. Raises ValueError for one cryptography cannot parse.
+
+    Memoised by the DER bytes: the result is a pure function of what the peer just sent (a
+    changed certificate is a new key), and a diagnosis sees the same few certificates on most of
+    its connections; parsing one costs more than the rest of an HTTP exchange's bookkeeping.
+    """
     cert = x509.load_der_x509_certificate(der)
     san: list[str] = []
     try:

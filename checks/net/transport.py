@@ -10,6 +10,8 @@ Host stay the name while the socket goes where the guard allowed.
 from __future__ import annotations
 
 import contextlib
+import select
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -47,6 +49,16 @@ def _describe(exc: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
+def _is_readable(sock: socket.socket | None) -> bool:
+    """Whether a read would return at once (data or EOF), as httpcore's own check: on an idle
+    pooled connection that means the server closed it. poll, not select: no FD_SETSIZE limit."""
+    if sock is None or sock.fileno() < 0:
+        return True
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class GuardedStream(httpcore.AsyncNetworkStream):
     """A stream that knows the IP it is connected to and reports TLS failures our way."""
 
@@ -64,6 +76,11 @@ class GuardedStream(httpcore.AsyncNetworkStream):
         self._ip = ip
         self._real_port = real_port
         self._presented_cert = presented_cert
+        # httpcore asks for "is_readable" (pool bookkeeping) and "ssl_object" on every request,
+        # and anyio rebuilds its whole table of stream attributes for each answer. Both objects
+        # are fixed for the life of a stream (TLS makes a new GuardedStream), so ask once.
+        self._socket: Any = inner.get_extra_info("socket")
+        self._ssl_object: Any = inner.get_extra_info("ssl_object")
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         return await self._inner.read(max_bytes, timeout)
@@ -110,6 +127,12 @@ class GuardedStream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         if info == ADDRESS_INFO:
             return self._ip
+        if info == "ssl_object":
+            return self._ssl_object
+        if info == "socket":
+            return self._socket
+        if info == "is_readable":  # what httpcore's anyio stream answers, minus the lookups
+            return _is_readable(self._socket)
         return self._inner.get_extra_info(info)
 
 

@@ -411,7 +411,7 @@ def _bind(ip: str, port: int) -> tuple[socket.socket, int]:
             sock.bind((ip, port))
         except PermissionError:
             sock.bind((ip, 0))
-        sock.listen(128)
+        sock.listen(1024)  # bursts of 100 diagnoses connect at once (benchmarks)
         sock.setblocking(False)
     except BaseException:
         sock.close()

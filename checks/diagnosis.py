@@ -1,7 +1,7 @@
 """Turn findings into ranked causes, the way a helpdesk playbook reads a test report.
 
 The decision table (reference/playbooks.md §4, o365info): run the server-side tests first. If
-nothing stands in the client's way there, the mailbox, licence, discovery and service are fine
+none fails (pass, warn or skip only), the mailbox, licence, discovery and service are fine
 and the problem is the device or the app (~95 % of cases) — so `device-or-app` tops the list.
 If something fails, rule out the obvious root causes first (does the domain exist, is it in
 Microsoft 365, can we even resolve names), then the things in between (DNS records, the
@@ -18,7 +18,8 @@ How it works, in order:
 4. SYMPTOM_BOOSTS: what the person describes nudges matching causes up.
 5. DOMINANCE: a root cause pushes down the causes it explains (a domain that does not exist
    explains every DNS failure under it).
-6. `device-or-app` is always present: high when nothing stands in the way, low otherwise.
+6. `device-or-app` is always present: on top when no server-side check fails, low otherwise;
+   when nothing fails, every other cause stays below it.
 
 Sorted by confidence (highest first), ties broken by id, so the same findings always give the
 same list.
@@ -556,9 +557,13 @@ def rank_causes(
         if not m.blocking:
             m.confidence = min(m.confidence, NON_BLOCKING_CAP)
 
-    in_the_way = any(m.blocking for m in merged.values()) or any(
-        f.status in _FAILED and f.check not in _ROUTING_ONLY for f in findings
-    )
+    # DESIGN.md ("Report"): when nothing server-side fails, the top cause is the device or the
+    # app. Warnings (a hijacking root-domain website, a hybrid mailbox, a certificate about to
+    # expire) are listed, but below it: the playbook's server-side test passed (§4).
+    in_the_way = any(f.status in _FAILED and f.check not in _ROUTING_ONLY for f in findings)
+    if not in_the_way:
+        for m in merged.values():
+            m.confidence = min(m.confidence, NON_BLOCKING_CAP)
     passed = sorted(f.check for f in findings if f.status is Status.PASS)
     device = _Merged(DEVICE_LOW if in_the_way else DEVICE_HIGH, set(passed), False, 1)
     merged[DEVICE_OR_APP] = device

@@ -89,14 +89,20 @@ def expect(client: Client, top: str) -> Expectation:
     return Expectation(client=client, statuses=dict(HEALTHY[client]), top_cause=top)
 
 
-def only(client: Client, top: str, statuses: Mapping[str, Status]) -> Expectation:
+def only(
+    client: Client, top: str, statuses: Mapping[str, Status], also: tuple[str, ...] = ()
+) -> Expectation:
     """An expectation pinning exactly `statuses` (nothing from HEALTHY)."""
-    return Expectation(client=client, statuses=dict(statuses), top_cause=top)
+    return Expectation(client=client, statuses=dict(statuses), top_cause=top, also=also)
 
 
-def healthy_but(client: Client, top: str, statuses: Mapping[str, Status]) -> Expectation:
+def healthy_but(
+    client: Client, top: str, statuses: Mapping[str, Status], also: tuple[str, ...] = ()
+) -> Expectation:
     """The healthy statuses for `client`, with `statuses` changed or added."""
-    return Expectation(client=client, statuses={**HEALTHY[client], **statuses}, top_cause=top)
+    return Expectation(
+        client=client, statuses={**HEALTHY[client], **statuses}, top_cause=top, also=also
+    )
 
 
 def all_healthy(*clients: Client) -> tuple[Expectation, ...]:
@@ -311,7 +317,9 @@ def _build() -> dict[str, Scenario]:
                 }
             ),
             [
-                healthy_but(OUTLOOK, "autodiscover-root-hijack", {"autodiscover.v1": W}),
+                healthy_but(
+                    OUTLOOK, DEVICE, {"autodiscover.v1": W}, also=("autodiscover-root-hijack",)
+                ),
             ],
         )
     )
@@ -329,7 +337,11 @@ def _build() -> dict[str, Scenario]:
                     )
                 }
             ),
-            [healthy_but(OUTLOOK, "autodiscover-bad-certificate", {"autodiscover.v1": W})],
+            [
+                healthy_but(
+                    OUTLOOK, DEVICE, {"autodiscover.v1": W}, also=("autodiscover-bad-certificate",)
+                )
+            ],
         )
     )
     add(
@@ -358,8 +370,9 @@ def _build() -> dict[str, Scenario]:
             [
                 healthy_but(
                     OUTLOOK,
-                    "autodiscover-bad-certificate",
+                    DEVICE,
                     {"dns.autodiscover": W, "autodiscover.v1": W},
+                    also=("autodiscover-bad-certificate",),
                 )
             ],
         )
@@ -616,10 +629,11 @@ def _build() -> dict[str, Scenario]:
             [
                 healthy_but(
                     OUTLOOK,
-                    "hybrid-mailbox-on-premises",
+                    DEVICE,
                     {"dns.autodiscover": W, "autodiscover.v1": P, "autodiscover.v2": P},
+                    also=("hybrid-mailbox-on-premises",),
                 ),
-                only(MOBILE, "hybrid-mailbox-on-premises", {"autodiscover.v2": P}),
+                only(MOBILE, DEVICE, {"autodiscover.v2": P}, also=("hybrid-mailbox-on-premises",)),
             ],
         )
     )

@@ -224,14 +224,16 @@ class Expectation(_Frozen):
     client: Client
     statuses: dict[str, Status]
     top_cause: str
+    also: tuple[str, ...] = ()  # causes that must be listed too (e.g. a warning below the top)
 
     @model_validator(mode="after")
     def _known_ids(self) -> Expectation:
         unknown = set(self.statuses) - CHECK_IDS
         if unknown:
             raise ValueError(f"unknown check ids {sorted(unknown)}")
-        if self.top_cause not in CAUSE_IDS:
-            raise ValueError(f"unknown cause id {self.top_cause!r}")
+        for cause in (self.top_cause, *self.also):
+            if cause not in CAUSE_IDS:
+                raise ValueError(f"unknown cause id {cause!r}")
         return self
 
 

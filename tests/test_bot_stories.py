@@ -33,7 +33,7 @@ STORIES = [
     ("adfs-metadata-503", App.PHONE_MAIL, Client.MOBILE, "adfs-unreachable"),
     ("tls-inspection", App.OUTLOOK_WEB, Client.WEB, "tls-inspection"),
     ("domain-not-in-m365", App.OUTLOOK_MAC, Client.OUTLOOK, "domain-not-in-m365"),
-    ("hybrid-onprem-mailbox", App.OUTLOOK_MOBILE, Client.MOBILE, "hybrid-mailbox-on-premises"),
+    ("autodiscover-cname-stale", App.PHONE_MAIL, Client.MOBILE, "autodiscover-dns-elsewhere"),
     ("imap-blocked", App.IMAP_APP, Client.IMAP, "imap-blocked"),
 ]
 

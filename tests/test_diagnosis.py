@@ -95,14 +95,14 @@ CASES: list[tuple[str, list[Finding], Client, Symptom | None, str]] = [
         "autodiscover-dns-elsewhere",
     ),
     (
-        "root-domain hijack surfaces before the working method",
+        "root-domain hijack is a warning: nothing failed, so the device stays on top",
         world(f("autodiscover.v1", W, root_domain_hijack=True, customer_certificate_problems=[])),
         Client.OUTLOOK,
         None,
-        "autodiscover-root-hijack",
+        DEVICE_OR_APP,
     ),
     (
-        "customer's bad certificate surfaces first",
+        "customer's bad certificate is a warning: the device stays on top",
         world(
             f(
                 "autodiscover.v1",
@@ -113,7 +113,7 @@ CASES: list[tuple[str, list[Finding], Client, Symptom | None, str]] = [
         ),
         Client.OUTLOOK,
         None,
-        "autodiscover-bad-certificate",
+        DEVICE_OR_APP,
     ),
     (
         "record right, nothing answers",
@@ -269,14 +269,14 @@ CASES: list[tuple[str, list[Finding], Client, Symptom | None, str]] = [
         "adfs-token-signing-expired",
     ),
     (
-        "hybrid: the record pointing on-premises is how it should be",
+        "hybrid with nothing failing: the device on top, hybrid noted below it",
         world(
             f("dns.autodiscover", W, problem="autodiscover-dns-elsewhere"),
             f("autodiscover.v2", P, hybrid=True, protocols=[]),
         ),
         Client.OUTLOOK,
         None,
-        "hybrid-mailbox-on-premises",
+        DEVICE_OR_APP,
     ),
     (
         "a failing check no rule knows still rules out the device",
@@ -505,3 +505,30 @@ def test_invariants_hold_for_any_findings(
     hybrid = spec.get("autodiscover.v2", (P, None, False))[2]
     if quiet and not in_the_way and not hybrid:
         assert causes[0].id == DEVICE_OR_APP
+
+
+@pytest.mark.parametrize(
+    ("findings", "second"),
+    [
+        (
+            world(
+                f("autodiscover.v1", W, root_domain_hijack=True, customer_certificate_problems=[])
+            ),
+            "autodiscover-root-hijack",
+        ),
+        (
+            world(
+                f("dns.autodiscover", W, problem="autodiscover-dns-elsewhere"),
+                f("autodiscover.v2", P, hybrid=True, protocols=[]),
+            ),
+            "hybrid-mailbox-on-premises",
+        ),
+    ],
+)
+def test_warnings_rank_right_below_the_device_when_nothing_fails(
+    findings: list[Finding], second: str
+) -> None:
+    """DESIGN.md: nothing failed, so device-or-app leads; the warning is the next thing to read."""
+    causes = rank_causes(findings, Client.OUTLOOK, None)
+    assert [c.id for c in causes[:2]] == [DEVICE_OR_APP, second]
+    assert causes[0].confidence > causes[1].confidence

@@ -75,6 +75,8 @@ async def test_cli_json_against_world(scenario: Scenario, expectation: Expectati
     wanted = {check: status.value for check, status in expectation.statuses.items()}
     assert {c: statuses[c] for c in wanted} == wanted, _explain(report)
     assert report["causes"][0]["id"] == expectation.top_cause, _explain(report)
+    listed = {c["id"] for c in report["causes"]}
+    assert set(expectation.also) <= listed, _explain(report)
     for finding in report["findings"]:
         if finding["status"] in ("fail", "warn"):
             assert finding["evidence"], f"{finding['check']} {finding['status']} has no evidence"

@@ -69,6 +69,12 @@ class Settings(CheckSettings):
     teams_app_password: SecretStr | None = None
     teams_app_tenant_id: str | None = None
     teams_app_type: TeamsAppType = TeamsAppType.MULTI_TENANT
+    # Where the keys that sign inbound Teams tokens are published (OpenID metadata, whose
+    # `jwks_uri` lists them). None: the SDK's default,
+    # https://login.botframework.com/v1/.well-known/openidconfiguration. Set it for a private
+    # mirror of that document or the tests' local key server; the issuer must still be
+    # https://api.botframework.com and replies still log in to the public cloud.
+    teams_openid_metadata_url: str | None = None
 
     # --- helpdesk and approval ---------------------------------------------------------------
     helpdesk_slack_channel: str | None = None

@@ -42,7 +42,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Coroutine
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -57,10 +57,12 @@ from botbuilder.schema import (
     Activity,
     ActivityTypes,
     AdaptiveCardInvokeResponse,
+    CallerIdConstants,
     ConversationReference,
 )
 from botframework.connector.auth import (
     AuthenticateRequestResult,
+    AuthenticationConstants,
     BotFrameworkAuthentication,
     ClaimsIdentity,
     ConnectorFactory,
@@ -121,12 +123,44 @@ _AFTER: ContextVar[list[tuple[Coroutine[Any, Any, None], Recipient | None, str]]
 
 @dataclass(frozen=True)
 class AdapterConfig:
-    """What `ConfigurationBotFrameworkAuthentication` reads (attribute names are the SDK's)."""
+    """What `ConfigurationBotFrameworkAuthentication` reads (attribute names are the SDK's).
+
+    The SDK reads each attribute with `getattr(config, name, None)`, so None means unset. Any
+    of the endpoint attributes switches it from its built-in public-cloud authentication to
+    the parameterized one, which needs them all: see `with_openid_metadata`.
+    """
 
     APP_ID: str
     APP_PASSWORD: str
     APP_TYPE: str
     APP_TENANTID: str
+    TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL: str | None = None
+    TO_BOT_FROM_CHANNEL_TOKEN_ISSUER: str | None = None
+    TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL: str | None = None
+    TO_CHANNEL_FROM_BOT_LOGIN_URL: str | None = None
+    TO_CHANNEL_FROM_BOT_OAUTH_SCOPE: str | None = None
+    OAUTH_URL: str | None = None
+    CALLER_ID: str | None = None
+
+    def with_openid_metadata(self, url: str) -> AdapterConfig:
+        """Inbound tokens' signing keys from `url`; every other endpoint the public cloud's.
+
+        These are the values `_PublicCloudBotFrameworkAuthentication` uses, so only where the
+        keys come from changes: the issuer must still be https://api.botframework.com, and
+        replies still get their tokens from the public cloud's login.
+        """
+        return replace(
+            self,
+            TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=url,
+            TO_BOT_FROM_CHANNEL_TOKEN_ISSUER=AuthenticationConstants.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER,
+            TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL=(
+                AuthenticationConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL
+            ),
+            TO_CHANNEL_FROM_BOT_LOGIN_URL=AuthenticationConstants.TO_CHANNEL_FROM_BOT_LOGIN_URL_PREFIX,
+            TO_CHANNEL_FROM_BOT_OAUTH_SCOPE=AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE,
+            OAUTH_URL=AuthenticationConstants.OAUTH_URL,
+            CALLER_ID=CallerIdConstants.public_azure_channel,
+        )
 
 
 class MappedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
@@ -329,6 +363,8 @@ class TeamsBot:
             APP_TYPE=settings.teams_app_type.value,
             APP_TENANTID=settings.teams_app_tenant_id or "",
         )
+        if settings.teams_openid_metadata_url:
+            config = config.with_openid_metadata(settings.teams_openid_metadata_url)
         if not self.app_id:
             log.warning(
                 "MAILFIX_TEAMS_APP_ID is empty: Teams requests are NOT authenticated and the "

@@ -43,6 +43,7 @@ class Call:
     activity_id: str | None  # the replied-to id (POST) or the edited id (PUT)
     body: dict[str, Any]
     answered_id: str | None = None
+    authorization: str | None = None  # the bot's Authorization header, as sent
 
     @property
     def card(self) -> dict[str, Any] | None:
@@ -130,13 +131,20 @@ class FakeConnector:
             request.match_info.get("id"),
             await request.json(),
             answered_id=new_id,
+            authorization=request.headers.get("Authorization"),
         )
         await self._record(call)
         return web.json_response({"id": new_id}, status=201)
 
     async def _update(self, request: web.Request) -> web.Response:
         activity_id = request.match_info["id"]
-        call = Call("PUT", request.match_info["conv"], activity_id, await request.json())
+        call = Call(
+            "PUT",
+            request.match_info["conv"],
+            activity_id,
+            await request.json(),
+            authorization=request.headers.get("Authorization"),
+        )
         if self.fail_puts > 0:
             self.fail_puts -= 1
             await self._record(call)
@@ -148,7 +156,13 @@ class FakeConnector:
 
     async def _member(self, request: web.Request) -> web.Response:
         member = self.members.get(request.match_info["member"])
-        call = Call("GET", request.match_info["conv"], request.match_info["member"], {})
+        call = Call(
+            "GET",
+            request.match_info["conv"],
+            request.match_info["member"],
+            {},
+            authorization=request.headers.get("Authorization"),
+        )
         await self._record(call)
         if member is None:
             return web.json_response(

@@ -212,9 +212,13 @@ def _imap_app(hosts: CloudHosts, client: Client) -> list[str]:
         f"Outgoing (SMTP): {hosts.smtp}, port 587, encryption STARTTLS.",
         "User name: your full email address.",
         "Authentication: OAuth2 / “Sign in with Microsoft” (modern authentication). "
-        "Exchange Online no longer accepts a plain password over IMAP, POP or SMTP; an app "
-        "that cannot do OAuth cannot connect.",
-        "For SMTP sending, an admin must have SMTP AUTH allowed for your mailbox.",
+        "Exchange Online no longer accepts a plain password over IMAP or POP; an app that "
+        "cannot do OAuth cannot read mail.",
+        # MC786329: SMTP AUTH with a password keeps working where it is enabled until it is
+        # switched off by default for existing tenants at the end of December 2026.
+        "For SMTP sending, an admin must have SMTP AUTH allowed for your mailbox; a plain "
+        "password still works there for now, but Microsoft switches that off by default from "
+        "the end of December 2026, so prefer OAuth2.",
     ]
 
 
@@ -419,8 +423,9 @@ def _hybrid_mailbox_on_premises(client: Client, h: CloudHosts) -> list[str]:
 
 def _exo_unreachable(client: Client, h: CloudHosts) -> list[str]:
     return [
-        f"You: your network does not let you reach {h.exo}. Try another network (for example a "
-        "phone hotspot): if it works there, the block is on this network.",
+        f"You: from the network mailfix ran on, {h.exo} cannot be reached. If your app fails "
+        "the same way, try another network (for example a phone hotspot): if it works there, "
+        "the block is on your usual network.",
         f"Helpdesk: allow outbound HTTPS (443) to {h.exo} and the other Microsoft 365 "
         "endpoints on firewalls and proxies.",
     ]
@@ -436,13 +441,16 @@ def _tls_inspection(client: Client, h: CloudHosts) -> list[str]:
     ]
 
 
-def _port_blocked(port: int, what: str, host: str, admin: str) -> _CauseSteps:
+def _port_blocked(port: int, what: str, host: str) -> _CauseSteps:
+    # Only the path matters here: a mailbox setting (ImapEnabled, SMTP AUTH) never makes a
+    # port refuse or stay silent, so the steps do not send anyone after one.
     def steps(client: Client, h: CloudHosts) -> list[str]:
         target = h.smtp if host == "smtp" else h.exo
         return [
-            f"You: your network blocks {what} (port {port} to {target}). Try another network: "
-            "if it works there, the block is on this network.",
-            f"Helpdesk: allow outbound TCP {port} to {target}. {admin}",
+            f"You: from the network mailfix ran on, {what} (port {port} to {target}) is blocked. "
+            "If your app fails the same way, try another network: if it works there, the block "
+            "is on your usual network.",
+            f"Helpdesk: allow outbound TCP {port} to {target} on that network's firewalls.",
         ]
 
     return steps
@@ -461,8 +469,7 @@ def _activesync_blocked(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: try once on mobile data instead of Wi-Fi (or the other way round).",
         f"Helpdesk: https://{h.exo}/Microsoft-Server-ActiveSync does not answer as it should "
-        "from this network. Check firewalls and proxies; also check that ActiveSync is enabled "
-        "for the mailbox and the phone is not quarantined.",
+        "from the network mailfix ran on: check the firewalls and proxies on that path.",
     ]
 
 
@@ -505,18 +512,9 @@ CAUSE_STEPS: dict[str, _CauseSteps] = {
     "hybrid-mailbox-on-premises": _hybrid_mailbox_on_premises,
     "exo-unreachable": _exo_unreachable,
     "tls-inspection": _tls_inspection,
-    "imap-blocked": _port_blocked(
-        993, "IMAP", "exo", "An admin can also check that IMAP is enabled for the mailbox."
-    ),
-    "pop-blocked": _port_blocked(
-        995, "POP", "exo", "An admin can also check that POP is enabled for the mailbox."
-    ),
-    "smtp-blocked": _port_blocked(
-        587,
-        "sending mail (SMTP)",
-        "smtp",
-        "An admin can also check that SMTP AUTH is allowed for the mailbox.",
-    ),
+    "imap-blocked": _port_blocked(993, "IMAP", "exo"),
+    "pop-blocked": _port_blocked(995, "POP", "exo"),
+    "smtp-blocked": _port_blocked(587, "sending mail (SMTP)", "smtp"),
     "smtp-starttls-broken": _smtp_starttls_broken,
     "activesync-blocked": _activesync_blocked,
     "service-degraded": _service_degraded,

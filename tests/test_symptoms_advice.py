@@ -199,3 +199,21 @@ def test_blocked_ports_name_port_and_host() -> None:
 def test_unknown_cause_gets_a_fallback() -> None:
     steps = cause_steps("no-such-cause", Client.OUTLOOK, GLOBAL)
     assert len(steps) == 1 and "no-such-cause" in steps[0]
+
+
+def test_imap_app_steps_do_not_say_smtp_passwords_are_already_refused() -> None:
+    """MC786329: SMTP AUTH Basic keeps working where enabled until the end of Dec 2026."""
+    text = " ".join(client_steps(Client.SMTP, GLOBAL, App.IMAP_APP))
+    assert "over IMAP or POP" in text
+    assert "IMAP, POP or SMTP" not in text
+    assert "December 2026" in text
+
+
+@pytest.mark.parametrize(
+    "cause", ["imap-blocked", "pop-blocked", "smtp-blocked", "activesync-blocked"]
+)
+def test_network_causes_do_not_send_admins_after_mailbox_settings(cause: str) -> None:
+    """A refused or silent port is never a mailbox setting: no ImapEnabled/quarantine chase."""
+    text = " ".join(cause_steps(cause, Client.ALL, GLOBAL)).lower()
+    assert "enabled for the mailbox" not in text and "quarantine" not in text
+    assert "network" in text

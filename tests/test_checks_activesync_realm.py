@@ -11,7 +11,8 @@ import pytest
 from _checkworld import FAST, Probe, checked, custom_https, random_base, scenario
 from aiohttp import web
 
-from checks.models import Status
+from checks.diagnosis import rank_causes
+from checks.models import Client, Status
 from checks.modules import activesync, realm
 from checks.modules._xml import XmlRejected, parse_xml
 from checks.settings import Cloud
@@ -349,9 +350,27 @@ async def test_federated_error_when_sts_resolution_fails() -> None:
     )
     async with checked(sc, timeouts=FAST) as probe:
         f = await probe.run(FEDERATION)
-    # The customer's STS name cannot be resolved: that breaks federated sign-in for everyone.
-    assert f.status is Status.FAIL
-    assert f.evidence["network_problem"] == "dns-servfail"
+    # Our own resolver failed (SERVFAIL): the check could not decide whether AD FS is up, so
+    # `error` with a dns-* problem (the diagnosis's dns-failure), not adfs-unreachable.
+    assert f.status is Status.ERROR
+    assert f.evidence["network_problem"] == f.evidence["problem"] == "dns-servfail"
+    assert f.steps[-1].status is Status.ERROR
+    assert STS in f.summary and "could not look up" in f.summary
+    assert not any("Web Application Proxy" in s for s in f.next_steps)
+    causes = [c.id for c in rank_causes([f], Client.OUTLOOK, None)]
+    assert causes[0] == "dns-failure" and "adfs-unreachable" not in causes
+
+
+async def test_federated_error_when_sts_lookup_times_out() -> None:
+    sc = scenario(
+        realm=FEDERATED,
+        hosts=[adfs()],
+        dns_faults=[DnsFault(name=STS, kind=DnsFaultKind.SILENT)],
+    )
+    async with checked(sc, timeouts=FAST) as probe:
+        f = await probe.run(FEDERATION)
+    assert f.status is Status.ERROR
+    assert f.evidence["problem"] == "dns-timeout"
 
 
 # --- parsing, without the network -------------------------------------------------------------

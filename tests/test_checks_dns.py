@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from _checkworld import FAST, checked, scenario
 
+from checks.diagnosis import rank_causes
 from checks.models import Client, Status
 from checks.modules import dns
+from checks.net.seam import Timeouts
 from checks.settings import Cloud
 from sandbox.dns_server import DnsFaultKind
 from sandbox.scenario import DnsFault, Host, Record
@@ -188,6 +193,56 @@ async def test_autodiscover_error_when_dns_fails() -> None:
     assert f.evidence["problem"] == "dns-refused"
 
 
+async def test_autodiscover_walk_stops_at_the_expected_target() -> None:
+    # Where autodiscover.outlook.com points next is Microsoft's business: a lookup there that
+    # fails must not turn a correct record into an error.
+    faults = [DnsFault(name="autodiscover.outlook.com", kind=DnsFaultKind.SILENT, rdtype="CNAME")]
+    async with checked(scenario(dns_faults=faults), timeouts=FAST) as probe:
+        f = await probe.run(AUTODISCOVER)
+        queries = probe.world.dns_queries
+    assert f.status is Status.PASS
+    assert f.evidence["cname_chain"] == ["autodiscover.outlook.com"]
+    assert ("udp", "autodiscover.outlook.com", "CNAME") not in queries
+
+
+async def test_autodiscover_error_keeps_the_partial_chain() -> None:
+    sc = scenario(
+        autodiscover="autodiscover.contoso-dns.net",
+        dns_faults=[DnsFault(name="autodiscover.contoso-dns.net", kind=DnsFaultKind.SERVFAIL)],
+    )
+    async with checked(sc, timeouts=FAST) as probe:
+        f = await probe.run(AUTODISCOVER)
+    assert f.status is Status.ERROR
+    assert f.evidence["problem"] == "dns-servfail"
+    assert f.evidence["cname_chain"] == ["autodiscover.contoso-dns.net"]
+    assert f.evidence["name"] == "autodiscover.contoso.com"
+
+
+async def test_autodiscover_warn_survives_a_server_that_drops_aaaa() -> None:
+    sc = scenario(
+        autodiscover="mail.contoso.com",
+        hosts=[Host(names=("mail.contoso.com",))],
+        dns_faults=[DnsFault(name="mail.contoso.com", kind=DnsFaultKind.SILENT, rdtype="AAAA")],
+    )
+    async with checked(sc, timeouts=FAST) as probe:
+        f = await probe.run(AUTODISCOVER)
+    assert f.status is Status.WARN
+    assert f.evidence["problem"] == "autodiscover-dns-elsewhere"
+    assert f.evidence["addresses"] == [probe.world.ip_of("mail.contoso.com")]
+
+
+async def test_autodiscover_error_when_aaaa_fails_and_a_is_empty() -> None:
+    sc = scenario(
+        autodiscover="mail.contoso.com",
+        records=[Record(name="mail.contoso.com", rdtype="TXT", value='"no address"')],
+        dns_faults=[DnsFault(name="mail.contoso.com", kind=DnsFaultKind.SERVFAIL, rdtype="AAAA")],
+    )
+    async with checked(sc, timeouts=FAST) as probe:
+        f = await probe.run(AUTODISCOVER)
+    assert f.status is Status.ERROR  # no A records, and AAAA unknown: could not decide
+    assert f.evidence["problem"] == "dns-servfail"
+
+
 # --- dns.spf ----------------------------------------------------------------------------------
 
 
@@ -221,6 +276,58 @@ async def test_spf_warn_without_exchange_online() -> None:
     assert f.status is Status.WARN
     assert f.evidence["problem"] == "spf-no-exchange-online"
     assert "include:spf.protection.outlook.com" in f.next_steps[0]
+
+
+async def test_spf_warn_unverified_when_an_include_cannot_be_read() -> None:
+    sc = scenario(
+        spf=["v=spf1 include:_spf.contoso.com include:_spf.vendor.net ~all"],
+        records=[Record(name="_spf.vendor.net", rdtype="TXT", value='"v=spf1 a -all"')],
+        dns_faults=[DnsFault(name="_spf.contoso.com", kind=DnsFaultKind.SERVFAIL)],
+    )
+    async with checked(sc, timeouts=FAST) as probe:
+        f = await probe.run(SPF)
+    assert f.status is Status.WARN
+    assert f.summary.startswith("mailfix could not verify whether the SPF record of contoso.com")
+    assert "does not include" not in f.summary
+    assert f.evidence["problem"] == "spf-unverified"
+    assert f.evidence["unverified_includes"] == ["_spf.contoso.com"]
+    causes = rank_causes([f], Client.OUTLOOK, None)
+    assert "spf-problem" in [c.id for c in causes]
+
+
+async def test_spf_includes_of_one_level_are_read_concurrently() -> None:
+    # Ten silent includes: one after the other they would cost 10 x the DNS timeout (and the
+    # check's 10 s limit); concurrently, about one DNS timeout.
+    silent = [f"_spf{i}.contoso.com" for i in range(10)]
+    sc = scenario(
+        spf=["v=spf1 " + " ".join(f"include:{n}" for n in silent) + " -all"],
+        dns_faults=[DnsFault(name=n, kind=DnsFaultKind.SILENT) for n in silent],
+    )
+    async with checked(sc, timeouts=FAST) as probe:
+        started = time.monotonic()
+        f = await probe.run(SPF)
+        elapsed = time.monotonic() - started
+    assert f.status is Status.WARN
+    assert f.evidence["unverified_includes"] == silent
+    assert elapsed < 4 * FAST.dns
+
+
+async def test_spf_walk_is_bounded_by_the_checks_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only 0.5 s of the check's time left for the walk: a silent include (3 s DNS timeout) is
+    # given up on in time and reported as unverified.
+    monkeypatch.setattr(dns, "SPF_WALK_MARGIN", SPF.timeout - 0.5)
+    sc = scenario(
+        spf=["v=spf1 include:_spf.contoso.com -all"],
+        dns_faults=[DnsFault(name="_spf.contoso.com", kind=DnsFaultKind.SILENT)],
+    )
+    slow = Timeouts(dns=3.0, connect=1.0, read=1.0, total=5.0)
+    async with checked(sc, timeouts=slow) as probe:
+        started = time.monotonic()
+        f = await probe.run(SPF)
+        elapsed = time.monotonic() - started
+    assert f.status is Status.WARN
+    assert f.evidence["unverified_includes"] == ["_spf.contoso.com"]
+    assert elapsed < 1.5
 
 
 async def test_spf_fail_without_spf() -> None:

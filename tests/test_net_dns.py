@@ -8,6 +8,9 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
+import dns.message
+import dns.name
+import dns.rdatatype
 import pytest
 
 from checks.net.errors import BlockedAddress, DnsError
@@ -122,6 +125,62 @@ async def test_cname_only_answers_are_followed_by_asking_again() -> None:
         "autod.ms-acdc.office.test",
     ]
     assert ips == [ipaddress.ip_address("127.9.0.20")]
+
+
+class _AliasWithSoa(DnsServer):
+    """An authoritative server for contoso.test only: an alias comes back alone, with the SOA
+    of the zone it is in (what a minimal authoritative server sends), never chased."""
+
+    def _resolve(
+        self,
+        response: dns.message.Message,
+        qname: dns.name.Name,
+        rdtype: dns.rdatatype.RdataType,
+    ) -> DnsFaultKind | None:
+        fault = super()._resolve(response, qname, rdtype)
+        aliases_only = all(rrs.rdtype == dns.rdatatype.CNAME for rrs in response.answer)
+        if response.answer and aliases_only and not response.authority:
+            self._add_soa(response, qname)
+        return fault
+
+
+async def test_an_alias_into_another_zone_is_asked_again_despite_the_soa() -> None:
+    zone = contoso()
+    zone.follow_cnames = False
+    zone.add(
+        "contoso.test", "SOA", "ns1.contoso.test. hostmaster.contoso.test. 1 3600 600 86400 300"
+    )
+    zone.add("alias.contoso.test", "CNAME", "textonly.contoso.test.")
+    async with _AliasWithSoa(zone) as server, Network(settings_for(server), timeouts=FAST) as net:
+        answer = await net.query("autodiscover.contoso.test", "A")
+        ips = await net.resolve("autodiscover.contoso.test")
+        server.queries.clear()
+        # ... but the SOA of the zone the final name is in does prove "no data" there.
+        nodata = await net.query("alias.contoso.test", "A")
+    assert answer.records == ["127.9.0.20"]
+    assert answer.cname_chain == ["autodiscover.outlook.test", "autod.ms-acdc.office.test"]
+    assert ips == [ipaddress.ip_address("127.9.0.20")]
+    assert (
+        nodata.exists and nodata.records == [] and nodata.cname_chain == ["textonly.contoso.test"]
+    )
+    assert server.queries == [("udp", "alias.contoso.test", "A")]
+
+
+async def test_no_data_at_the_end_of_a_chain_is_not_asked_again(server: DnsServer) -> None:
+    # A recursive-style answer: the whole chain, then NOERROR/no data with the SOA of the
+    # target's zone. One query, no re-ask.
+    server.zone.add("alias.contoso.test", "CNAME", "textonly.contoso.test.")
+    server.zone.add("away.contoso.test", "CNAME", "txt.elsewhere.test.")
+    server.zone.add("txt.elsewhere.test", "TXT", '"hello"')
+    async with Network(settings_for(server), timeouts=FAST) as net:
+        inside = await net.query("alias.contoso.test", "A")
+        away = await net.query("away.contoso.test", "A")
+    assert inside.records == [] and inside.cname_chain == ["textonly.contoso.test"]
+    assert away.records == [] and away.cname_chain == ["txt.elsewhere.test"]
+    assert [q for q in server.queries if q[2] == "A"] == [
+        ("udp", "alias.contoso.test", "A"),
+        ("udp", "away.contoso.test", "A"),
+    ]
 
 
 async def test_cname_loop_is_an_error_not_a_hang() -> None:

@@ -9,12 +9,17 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from checks.net.certs import cert_info, peer_cert_info
 from checks.net.errors import (
     CertificateInvalid,
     ConnectFailed,
@@ -185,6 +190,103 @@ async def test_implicit_tls_connection_reads_the_greeting(
     assert greeting == b"* OK IMAP4rev1 ready\r\n"
     assert conn.tls is not None and conn.tls.cert.san == ["mail.sandbox.test"]
     assert conn.address == "127.9.0.11"
+
+
+def _hostile_der(name: str, key: ec.EllipticCurvePrivateKey, *, defect: str) -> bytes:
+    """A self-signed certificate cryptography cannot read, though not with a ValueError.
+
+    - "version": X.509 version field 4 (value 3): `x509.InvalidVersion` on load. OpenSSL
+      still serves it.
+    - "two-san": two SubjectAlternativeName extensions: `x509.DuplicateExtension` on reading
+      the extensions. OpenSSL 3 refuses to serve it, but any other TLS stack can.
+    cryptography's builder refuses both, so the DER is patched after signing (the signature
+    breaks, which does not matter: nobody trusts these certificates anyway).
+    """
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    san = x509.SubjectAlternativeName([x509.DNSName(name)])
+    placeholder = x509.ObjectIdentifier("2.5.29.99")  # encodes as long as the SAN's 2.5.29.17
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(san, critical=False)
+    )
+    if defect == "two-san":
+        extra = x509.UnrecognizedExtension(placeholder, san.public_bytes())
+        builder = builder.add_extension(extra, critical=False)
+    der = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    if defect == "two-san":
+        return der.replace(bytes.fromhex("0603551d63"), bytes.fromhex("0603551d11"), 1)
+    return der.replace(bytes.fromhex("a003020102"), bytes.fromhex("a003020103"), 1)  # v3 -> "v4"
+
+
+def _hostile_server_context(name: str, tmp_path: Path) -> ssl.SSLContext:
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = _hostile_der(name, key, defect="version")
+    with pytest.raises(x509.InvalidVersion):  # not a ValueError: what used to escape the seam
+        x509.load_der_x509_certificate(der)
+    pem = tmp_path / "hostile.pem"
+    pem.write_bytes(
+        ssl.DER_cert_to_PEM_cert(der).encode()
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pem)
+    return ctx
+
+
+async def test_an_unreadable_untrusted_certificate_does_not_crash(
+    dns: DnsServer, bundle: Path, tmp_path: Path
+) -> None:
+    # A hostile certificate must come out as CertificateInvalid without a certificate, on the
+    # line-protocol path and on the HTTP path alike, not as cryptography's exception.
+    ip, host = "127.9.0.16", "hostile.sandbox.test"
+    dns.zone.add(host, "A", ip)
+    servers = Servers()
+    port = await _tls_server(ip, _hostile_server_context(host, tmp_path), servers)
+    ports = {(ip, 993): port, (ip, 443): port}
+    try:
+        async with Network(settings(dns, bundle), timeouts=FAST, port_map=ports) as net:
+            with pytest.raises(CertificateInvalid) as probed:
+                await net.tls_probe(host, 993)
+            with pytest.raises(CertificateInvalid) as fetched:
+                await net.request("GET", f"https://{host}/")
+    finally:
+        for close in servers.closers:
+            close()
+    assert probed.value.reason == fetched.value.reason == "untrusted"
+    assert probed.value.cert is None and fetched.value.cert is None
+
+
+class _Presented:
+    """What `peer_cert_info` reads from an SSL object: the peer's DER."""
+
+    def __init__(self, der: bytes) -> None:
+        self.der = der
+
+    def getpeercert(self, binary_form: bool = False) -> bytes:
+        return self.der
+
+
+def test_a_certificate_with_two_san_extensions_reads_as_none() -> None:
+    # OpenSSL will not serve this one, so it is handed over the way the socket would.
+    der = _hostile_der(
+        "twosan.sandbox.test", ec.generate_private_key(ec.SECP256R1()), defect="two-san"
+    )
+    with pytest.raises(x509.DuplicateExtension):
+        x509.load_der_x509_certificate(der).extensions  # noqa: B018 - parsed lazily
+    with pytest.raises(ValueError, match="DuplicateExtension"):
+        cert_info(der)
+    assert peer_cert_info(_Presented(der)) is None  # type: ignore[arg-type]
 
 
 # -- line protocol with STARTTLS ---------------------------------------------------------

@@ -322,8 +322,9 @@ def _blocked_steps(host: str, port: int | None, microsoft: bool) -> tuple[str, .
     if microsoft:
         return (
             f"Ask the network team to allow outbound {port_words} to {host}.",
-            "Try from another network (for example a phone hotspot): if it works there, the "
-            "block is on this network.",
+            "mailfix tested from the network it runs on; if your app fails the same way, try "
+            "it from another network (a phone hotspot): if it works there, the block is on "
+            "your usual network.",
         )
     return (
         f"Ask whoever runs {host} to check that the service is up and that {port_words} is "

@@ -43,8 +43,9 @@ _PROXY_STEPS = [
     "Ask the network team whether a proxy, web filter or firewall handles traffic to "
     "{host}, and to let /Microsoft-Server-ActiveSync through untouched (no rewriting of "
     "OPTIONS requests).",
-    "Try from another network (for example mobile data instead of Wi-Fi): if it works there, "
-    "the problem is on this network.",
+    "mailfix tested from the network it runs on; if the phone fails the same way, try it on "
+    "another network (mobile data instead of Wi-Fi): if it works there, the problem is on "
+    "the usual one.",
 ]
 
 

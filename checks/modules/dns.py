@@ -8,6 +8,7 @@ record" is an answer and therefore `fail`.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -19,6 +20,9 @@ from checks.spec import EVERY_CLIENT, Check, CheckContext
 
 MAX_CNAME_HOPS = 8
 SPF_MAX_LOOKUPS = 10  # RFC 7208 §4.6.4: at most 10 DNS-querying mechanisms per evaluation
+# Seconds of dns.spf's timeout kept free after the include walk, so a walk through silent
+# includes still ends in a finding instead of the runner's time-limit error.
+SPF_WALK_MARGIN = 1.5
 
 # Host-name labels that usually mean an on-premises Exchange server (hybrid) rather than a
 # web host or a stale record. A hint for the wording only, never for the status.
@@ -44,9 +48,15 @@ def _domain_missing(check: Check, domain: str, answer: DnsAnswer) -> Finding:
     )
 
 
-def _dns_error(check: Check, exc: DnsError, domain: str) -> Finding:
+def _dns_error(
+    check: Check, exc: DnsError, domain: str, evidence: dict[str, Any] | None = None
+) -> Finding:
     why = explain(exc, host=exc.name)
-    return why.finding(check, summary=f"mailfix could not read the DNS of {domain}: {why.summary}")
+    return why.finding(
+        check,
+        summary=f"mailfix could not read the DNS of {domain}: {why.summary}",
+        evidence=evidence,
+    )
 
 
 # --- dns.mx -----------------------------------------------------------------------------------
@@ -115,26 +125,44 @@ async def _mx(ctx: CheckContext) -> Finding:
 # --- dns.autodiscover -------------------------------------------------------------------------
 
 
-async def _cname_chain(ctx: CheckContext, name: str) -> list[str]:
-    """The CNAME targets starting at `name`, in order (bounded, loop-safe)."""
+async def _cname_chain(
+    ctx: CheckContext, name: str, expected: str
+) -> tuple[list[str], DnsError | None]:
+    """The CNAME targets starting at `name`, in order (bounded, loop-safe), and the DnsError
+    that cut the walk short, if one did (the chain is then what was read before it).
+
+    The walk ends at `expected`: where that name points next is Microsoft's business, and a
+    failed lookup there must not turn a correct record into an `error`.
+    """
     chain: list[str] = []
     current = name
     for _ in range(MAX_CNAME_HOPS):
-        answer = await ctx.net.query(current, "CNAME")
+        try:
+            answer = await ctx.net.query(current, "CNAME")
+        except DnsError as exc:
+            return chain, exc
         targets = [_host(r) for r in answer.records] if answer.exists else []
         if not targets or targets[0] in chain or targets[0] == name:
             break
         chain.append(targets[0])
+        if targets[0] == expected:
+            break
         current = targets[0]
-    return chain
+    return chain, None
 
 
 async def _addresses(ctx: CheckContext, name: str) -> tuple[bool, list[str]]:
-    """(name exists, its A and AAAA records)."""
+    """(name exists, its A and AAAA records). With A records in hand, a failed AAAA lookup
+    (a server that drops AAAA queries) is ignored, as the seam's resolve() does."""
     a = await ctx.net.query(name, "A")
     if not a.exists:
         return False, []
-    aaaa = await ctx.net.query(name, "AAAA")
+    try:
+        aaaa = await ctx.net.query(name, "AAAA")
+    except DnsError:
+        if not a.records:
+            raise
+        return True, list(a.records)
     return True, [*a.records, *(aaaa.records if aaaa.exists else [])]
 
 
@@ -148,14 +176,16 @@ async def _autodiscover(ctx: CheckContext) -> Finding:
         "(if the organisation is hybrid, it must point to the on-premises Exchange server "
         "instead; check with the mail administrator first)."
     )
+    chain, failed = await _cname_chain(ctx, name, expected)
+    if expected in chain:
+        return check.finding(
+            Status.PASS,
+            f"{name} is a CNAME to {expected}, as Microsoft 365 expects.",
+            evidence={"name": name, "cname_chain": chain},
+        )
+    if failed is not None:
+        return _dns_error(check, failed, domain, {"name": name, "cname_chain": chain})
     try:
-        chain = await _cname_chain(ctx, name)
-        if expected in chain:
-            return check.finding(
-                Status.PASS,
-                f"{name} is a CNAME to {expected}, as Microsoft 365 expects.",
-                evidence={"name": name, "cname_chain": chain},
-            )
         final = chain[-1] if chain else name
         exists, addresses = await _addresses(ctx, final)
     except DnsError as exc:
@@ -249,30 +279,64 @@ def _spf_targets(record: str) -> tuple[set[str], list[str]]:
     return includes, follow
 
 
-async def _spf_includes(ctx: CheckContext, record: str, wanted: str) -> str | None:
-    """The chain of names through which `record` includes `wanted` (None if it does not)."""
+async def _spf_txt(ctx: CheckContext, name: str) -> list[str] | None:
+    """The TXT records of `name` (none when it does not exist); None when the lookup failed."""
+    try:
+        answer = await ctx.net.query(name, "TXT")
+    except DnsError:
+        return None
+    return answer.records if answer.exists else []
+
+
+async def _spf_includes(
+    ctx: CheckContext, record: str, wanted: str, budget: float
+) -> tuple[str | None, list[str]]:
+    """(the chain of names through which `record` includes `wanted`, or None if it does not;
+    the names whose lookup failed or did not finish within `budget` seconds).
+
+    Breadth-first, the lookups of one level concurrently, at most SPF_MAX_LOOKUPS in all.
+    """
     includes, follow = _spf_targets(record)
     if wanted in includes:
-        return "directly"
-    queue = [(name, name) for name in follow if "%" not in name]  # no macro expansion
+        return "directly", []
+    level = [(name, name) for name in follow if "%" not in name]  # no macro expansion
     seen: set[str] = set()
+    failed: list[str] = []
     lookups = 0
-    while queue and lookups < SPF_MAX_LOOKUPS:
-        name, via = queue.pop(0)
-        if name in seen:
-            continue
-        seen.add(name)
-        lookups += 1
-        try:
-            answer = await ctx.net.query(name, "TXT")
-        except DnsError:
-            continue  # a broken nested record is the receiver's problem; keep looking
-        for nested in _spf_records(answer.records if answer.exists else [])[:1]:
-            inc, more = _spf_targets(nested)
-            if wanted in inc:
-                return f"through {via}"
-            queue.extend((n, via) for n in more if "%" not in n)
-    return None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    while level and lookups < SPF_MAX_LOOKUPS:
+        batch: list[tuple[str, str]] = []
+        for name, via in level:
+            if name not in seen and lookups + len(batch) < SPF_MAX_LOOKUPS:
+                seen.add(name)
+                batch.append((name, via))
+        lookups += len(batch)
+        tasks = [(loop.create_task(_spf_txt(ctx, name)), name, via) for name, via in batch]
+        remaining = deadline - loop.time()
+        done: set[asyncio.Task[list[str] | None]] = set()
+        if tasks and remaining > 0:
+            done, _ = await asyncio.wait([t for t, _, _ in tasks], timeout=remaining)
+        level = []
+        for task, name, via in tasks:
+            if task not in done:
+                task.cancel()  # out of time: what it would say stays unknown
+                failed.append(name)
+                continue
+            records = task.result()
+            if records is None:
+                failed.append(name)
+                continue
+            for nested in _spf_records(records)[:1]:
+                inc, more = _spf_targets(nested)
+                if wanted in inc:
+                    for other, _, _ in tasks:
+                        other.cancel()
+                    return f"through {via}", failed
+                level.extend((n, via) for n in more if "%" not in n)
+        if len(done) < len(tasks):
+            break
+    return None, failed
 
 
 async def _spf(ctx: CheckContext) -> Finding:
@@ -280,6 +344,7 @@ async def _spf(ctx: CheckContext) -> Finding:
     domain = ctx.address.domain
     wanted = ctx.cloud.spf_include.lower()
     good = f"v=spf1 include:{wanted} -all"
+    started = asyncio.get_running_loop().time()
     try:
         answer = await ctx.net.query(domain, "TXT")
     except DnsError as exc:
@@ -307,13 +372,31 @@ async def _spf(ctx: CheckContext) -> Finding:
                 f"includes {wanted} and every other service that sends mail for {domain}."
             ],
         )
-    via = await _spf_includes(ctx, spf[0], wanted)
+    elapsed = asyncio.get_running_loop().time() - started
+    budget = max(0.0, check.timeout - SPF_WALK_MARGIN - elapsed)
+    via, failed = await _spf_includes(ctx, spf[0], wanted, budget)
     if via is not None:
         return check.finding(
             Status.PASS,
             f"{domain} has one SPF record and it includes {wanted}.",
             detail=f"Included {via}.",
             evidence={**evidence, "included": via},
+        )
+    if failed:
+        names = ", ".join(failed[:3]) + (" …" if len(failed) > 3 else "")
+        return check.finding(
+            Status.WARN,
+            f"mailfix could not verify whether the SPF record of {domain} includes {wanted}: "
+            f"the DNS lookup of {names} failed.",
+            detail="The record does not include it directly, and the names it includes could "
+            "not all be read, so it may still be included through one of them.",
+            evidence={**evidence, "unverified_includes": failed, "problem": "spf-unverified"},
+            next_steps=[
+                "Run the diagnosis again in a minute.",
+                f"If it keeps failing, ask whoever runs DNS for {domain} to check that the SPF "
+                f"record includes {wanted} (directly or through one of its includes) and that "
+                f"every name it includes answers ({names}).",
+            ],
         )
     return check.finding(
         Status.WARN,

@@ -12,7 +12,6 @@ inside 30 days). The RCA's federated-user failures we mirror: metadata unreachab
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from checks.models import Finding, Side, Status, Step
 from checks.modules._explain import explain
 from checks.modules._xml import XmlRejected, children, local, parse_xml
-from checks.net.errors import BlockedAddress, NetError, ProtocolViolation
+from checks.net.errors import DnsError, NetError, ProtocolViolation
 from checks.spec import EVERY_CLIENT, Check, CheckContext
 
 NamespaceType = Literal["Managed", "Federated", "Unknown"]
@@ -213,22 +212,23 @@ def signing_certificates(body: bytes) -> tuple[list[SigningCert], int]:
         for el in children(key, "X509Certificate"):
             try:
                 der = base64.b64decode("".join((el.text or "").split()), validate=True)
-                cert = x509.load_der_x509_certificate(der)
-            except (binascii.Error, ValueError):
+                cert = _signing_cert(der)
+            except Exception:  # hostile metadata: cryptography raises more than ValueError
                 unreadable += 1
                 continue
-            fingerprint = cert.fingerprint(hashes.SHA256()).hex()
-            found.setdefault(
-                fingerprint,
-                SigningCert(
-                    subject=cert.subject.rfc4514_string(),
-                    issuer=cert.issuer.rfc4514_string(),
-                    not_before=cert.not_valid_before_utc,
-                    not_after=cert.not_valid_after_utc,
-                    sha256=fingerprint,
-                ),
-            )
+            found.setdefault(cert.sha256, cert)
     return list(found.values()), unreadable
+
+
+def _signing_cert(der: bytes) -> SigningCert:
+    cert = x509.load_der_x509_certificate(der)
+    return SigningCert(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        sha256=cert.fingerprint(hashes.SHA256()).hex(),
+    )
 
 
 # --- the check --------------------------------------------------------------------------------
@@ -324,15 +324,18 @@ async def _check_adfs(
     try:
         resp = await ctx.net.request("GET", url, max_body=MAX_METADATA_BYTES)
     except NetError as exc:
-        why = explain(
-            exc,
-            host=sts,
-            port=443,
-            service="the AD FS server",
-            status=Status.ERROR if isinstance(exc, BlockedAddress) else Status.FAIL,
-        )
-        is_cert = why.stage == "tls" and why.problem.startswith("certificate")
+        why = explain(exc, host=sts, port=443, service="the AD FS server")
         steps.append(why.step(fetch_step))
+        if isinstance(exc, DnsError) and why.status is Status.ERROR:
+            # Our own resolver failed (timeout, SERVFAIL …): nothing is known about AD FS, so
+            # the problem stays explain()'s dns-* code, which the diagnosis reads as dns-failure.
+            return why.finding(
+                FEDERATION,
+                summary=f"mailfix could not look up {domain}'s AD FS server {sts}: {why.summary}",
+                evidence={**evidence, "network_problem": why.problem},
+                steps=steps,
+            )
+        is_cert = why.stage == "tls" and why.problem.startswith("certificate")
         return why.finding(
             FEDERATION,
             summary=f"{domain} signs in through AD FS at {sts}, which cannot be reached "

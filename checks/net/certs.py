@@ -93,36 +93,44 @@ def find_ssl_error(exc: BaseException) -> ssl.SSLError | None:
 def cert_info(der: bytes) -> CertInfo:
     """The parsed certificate. Raises ValueError for one cryptography cannot parse.
 
+    Whatever cryptography raises while reading a hostile certificate (it parses lazily and
+    raises e.g. `x509.DuplicateExtension`, which is not a ValueError, for two SAN extensions)
+    comes out as that ValueError.
+
     Memoised by the DER bytes: the result is a pure function of what the peer just sent (a
     changed certificate is a new key), and a diagnosis sees the same few certificates on most of
     its connections; parsing one costs more than the rest of an HTTP exchange's bookkeeping.
     """
-    cert = x509.load_der_x509_certificate(der)
-    san: list[str] = []
     try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        pass
-    else:
-        san.extend(ext.value.get_values_for_type(x509.DNSName))
-        san.extend(str(ip) for ip in ext.value.get_values_for_type(x509.IPAddress))
-    return CertInfo(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        san=san,
-        sha256=hashlib.sha256(der).hexdigest(),
-    )
+        cert = x509.load_der_x509_certificate(der)
+        san: list[str] = []
+        try:
+            ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            pass
+        else:
+            san.extend(ext.value.get_values_for_type(x509.DNSName))
+            san.extend(str(ip) for ip in ext.value.get_values_for_type(x509.IPAddress))
+        return CertInfo(
+            subject=cert.subject.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            san=san,
+            sha256=hashlib.sha256(der).hexdigest(),
+        )
+    except ValueError:
+        raise
+    except Exception as exc:  # DuplicateExtension & co: a certificate we cannot read
+        raise ValueError(f"unreadable certificate: {type(exc).__name__}: {exc}") from exc
 
 
 def peer_cert_info(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> CertInfo | None:
+    """What the peer presented, or None. Never raises: the peer's certificate is hostile input."""
     if ssl_object is None:
         return None
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
-        return None
     try:
-        return cert_info(der)
-    except ValueError:  # a certificate cryptography cannot parse: report none rather than crash
+        der = ssl_object.getpeercert(binary_form=True)
+        return cert_info(der) if der else None
+    except Exception:  # a certificate cryptography cannot parse: report none rather than crash
         return None

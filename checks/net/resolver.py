@@ -286,9 +286,12 @@ class DnsClient:
         cnames = [_text(rrs[0].target) for rrs in chaining.cnames]
         canonical = answer.canonical_name
         if answer.rrset is None and any(
-            rrs.rdtype == dns.rdatatype.SOA for rrs in answer.response.authority
+            rrs.rdtype == dns.rdatatype.SOA and canonical.is_subdomain(rrs.name)
+            for rrs in answer.response.authority
         ):
-            # No data at the end of the chain, proven by the SOA: nothing to ask again.
+            # No data at the end of the chain, proven by the SOA of the zone the final name is
+            # in: nothing to ask again. The SOA of another zone (an authoritative server that
+            # answered only the alias, plus its own zone's SOA) proves nothing about the target.
             canonical = qname
         return "NOERROR", answer.rrset, cnames, canonical
 

@@ -7,6 +7,7 @@ served with sandbox-CA certificates on addresses of the world's own loopback blo
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -20,7 +21,7 @@ from aiohttp import web
 from checks.cloud import hosts_for
 from checks.models import Client, Finding, Status, Step
 from checks.modules import _pox, autodiscover
-from checks.modules.autodiscover import ABANDONED, EXPECTED_O365, GRACE
+from checks.modules.autodiscover import ABANDONED, EXPECTED_O365, GRACE, UNFINISHED
 from checks.settings import Cloud
 from sandbox.ca import CertKind
 from sandbox.catalogue import get
@@ -259,12 +260,16 @@ async def test_root_domain_hijack_warns() -> None:
     assert f.evidence["endpoint"] == POX_S  # it still works further down
 
 
-async def test_non_exchange_page_at_the_root_is_a_hijack_too() -> None:
-    page = reply("<html><body>Welcome</body></html>")
+async def test_a_soft_404_page_at_the_root_is_no_hijack() -> None:
+    # Only an Autodiscover-shaped answer is KB 3049615; Outlook moves on from any other 200.
+    page = reply("<html><body>Page not found</body></html>")
     async with world_with({"contoso.com": page}, website=None) as probe:
         f = await run(probe, V1)
-    assert f.status is Status.WARN and f.evidence["root_domain_hijack"] is True
-    assert "not Exchange Autodiscover" in method(f, 1)["detail"]
+    assert f.status is Status.PASS, f.summary
+    assert f.evidence["root_domain_hijack"] is False and f.evidence["hijack_urls"] == []
+    m1 = method(f, 1)
+    assert m1["outcome"] == "failed" and m1["fail"] == "not-autodiscover"
+    assert "not an Autodiscover answer" in m1["detail"]
 
 
 async def test_customer_certificate_on_the_root_domain_warns() -> None:
@@ -591,7 +596,11 @@ async def test_methods_still_silent_at_the_time_limit_are_recorded() -> None:
         elapsed = time.monotonic() - started
     assert_contract(f)
     assert f.status is Status.FAIL
-    assert [method(f, n)["outcome"] for n in (1, 2, 3)] == ["timed-out"] * 3
+    # Silent to the end: either still pending when the budget ran out, or its own request
+    # timed out at that same moment (which of the two wins that race is not the point).
+    for n in (1, 2, 3):
+        assert method(f, n)["fail"] == "no-answer", method(f, n)
+        assert method(f, n)["outcome"] in ("timed-out", "failed"), method(f, n)
     assert method(f, 4)["fail"] == "no-srv"
     assert elapsed < 1.8, elapsed
 
@@ -715,6 +724,65 @@ async def test_v2_follows_a_redirect_inside_microsoft() -> None:
     assert [r["status"] for r in f.evidence["protocols"][0]["requests"]] == [302, 200]
 
 
+@pytest.mark.parametrize("status", [200, 400])
+async def test_v2_deeply_nested_json_is_garbage(status: int) -> None:
+    async def exo(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, text="[" * 200_000, content_type="application/json")
+
+    async with world_with({"outlook.office365.com": exo}, with_microsoft=False) as probe:
+        f = await run(probe, V2, client=Client.MOBILE)
+    assert f.status is Status.FAIL
+    if status == 200:
+        assert "not an Autodiscover JSON answer" in f.summary
+    else:
+        assert f"HTTP {status}" in f.summary
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(404, {}), (400, {"ErrorCode": "BadRequest", "ErrorMessage": "no"})],
+)
+async def test_v2_falls_back_to_the_query_form(status: int, body: dict[str, str]) -> None:
+    calls: list[str] = []
+
+    async def exo(request: web.Request) -> web.StreamResponse:
+        calls.append(request.path_qs)
+        if "/v1.0/" in request.path:
+            return web.json_response(body, status=status)
+        return web.json_response(
+            {
+                "Protocol": request.query["Protocol"],
+                "Url": "https://outlook.office365.com/Microsoft-Server-ActiveSync",
+            }
+        )
+
+    async with world_with({"outlook.office365.com": exo}, with_microsoft=False) as probe:
+        f = await run(probe, V2, client=Client.MOBILE)
+    assert f.status is Status.PASS, f.summary
+    assert calls == [
+        "/autodiscover/autodiscover.json/v1.0/ana@contoso.com?Protocol=ActiveSync",
+        "/autodiscover/autodiscover.json?Email=ana%40contoso.com&Protocol=ActiveSync"
+        "&RedirectCount=1",
+    ]
+    assert [s.status for s in f.steps] == [Status.FAIL, Status.PASS]
+    assert "/v1.0/" in f.steps[0].name and "retrying with the query form" in f.steps[0].detail
+    assert "?Email=" in f.steps[1].name
+    ev = f.evidence["protocols"][0]
+    assert ev["path_form"]["status_code"] == status and ev["status_code"] == 200
+
+
+async def test_v2_invalid_protocol_is_not_retried() -> None:
+    calls: list[str] = []
+
+    async def exo(request: web.Request) -> web.StreamResponse:
+        calls.append(request.path_qs)
+        return web.json_response({"ErrorCode": "InvalidProtocol"}, status=400)
+
+    async with world_with({"outlook.office365.com": exo}, with_microsoft=False) as probe:
+        f = await run(probe, V2, client=Client.MOBILE)
+    assert f.status is Status.FAIL and len(calls) == 1 and len(f.steps) == 1
+
+
 async def test_v2_json_without_url_fails() -> None:
     async def exo(request: web.Request) -> web.StreamResponse:
         return web.json_response({"Protocol": "ActiveSync"})
@@ -779,3 +847,33 @@ def test_check_specs() -> None:
     for check in autodiscover.CHECKS:
         assert check.clients == {Client.OUTLOOK, Client.MOBILE}
         assert check.applies_to(Client.ALL) and not check.applies_to(Client.IMAP)
+
+
+async def test_a_slow_root_domain_that_answers_is_waited_for() -> None:
+    # KB 3049615 behind a slow website: method 3 works long before the root domain's answer
+    # comes, but that server completed its handshake (it answers), so it gets to finish.
+    sc = get("autodiscover-root-hijack")
+    hosts = tuple(
+        h.model_copy(update={"latency_ms": 200}) if "contoso.com" in h.names else h
+        for h in sc.hosts
+    )
+    async with World(sc.model_copy(update={"hosts": hosts})) as world, world.network() as net:
+        f = await run(Probe(world, net), V1)
+    assert f.status is Status.WARN, f.summary
+    assert "KB 3049615" in f.summary
+    assert method(f, 1)["fail"] == "hijack"
+
+
+async def test_an_answering_root_domain_is_waited_for_only_within_the_budget() -> None:
+    async def stuck(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(2.5)  # TLS done; no answer within the check's budget
+        return web.Response(status=404)
+
+    short = dataclasses.replace(V1, timeout=2.0)  # budget: 1 s after the margin
+    async with world_with({"contoso.com": stuck}, website=None) as probe:
+        started = time.monotonic()
+        f = await run(probe, short)
+        elapsed = time.monotonic() - started
+    assert f.status is Status.PASS and f.evidence["method_used"] == 3
+    assert method(f, 1)["outcome"] == "abandoned" and method(f, 1)["detail"] == UNFINISHED
+    assert 1.0 - 0.1 < elapsed < 1.8, elapsed  # waited past the grace, not past the budget

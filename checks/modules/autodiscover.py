@@ -9,9 +9,13 @@ rules on redirects and certificates) and §1.3 (what the Remote Connectivity Ana
     4. SRV _autodiscover._tcp.<domain> (port 443 only, best priority/weight) -> POST to the target
 
 Outlook tries these one after the other; we race them and rebuild Outlook's order afterwards, so
-the wall time is the slowest method we actually need, not their sum (DESIGN.md "Targets"). A
-method that is still pending when a later one has already worked gets a short grace, then is
-recorded as abandoned: Outlook would have waited there, but the answer no longer changes.
+the wall time is the slowest method we actually need, not their sum (DESIGN.md "Targets"). When a
+later method has already worked, an earlier one still pending is waited for only if its server
+answers: once it answers our TLS ClientHello (a side connection tells us, at no cost in time), it
+gets to finish within the check's budget, because its answer decides what Outlook meets first (a
+slow website hijacking Autodiscover, KB 3049615). One still silent (no SYN-ACK, no handshake: a
+black hole) gets a short grace, then is recorded as abandoned: Outlook would have waited there,
+but the answer no longer changes.
 
 Failures of individual methods inside an overall success are normal (§1.1): for Office 365 the
 HTTPS methods fail and the HTTP redirect to autodiscover-s.outlook.com works. The trace marks
@@ -23,7 +27,9 @@ autodiscover.v2 asks the unauthenticated JSON endpoint (§2.7) for the client's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -54,6 +60,10 @@ _MARGIN = 1.0  # seconds kept back from the check's timeout to write the finding
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 EXPECTED_O365 = "Expected for Office 365: "
 ABANDONED = "no answer (abandoned: a later method succeeded; Outlook would wait here first)"
+UNFINISHED = (
+    "its server answers, but did not finish before the check's time ran out "
+    "(abandoned: a later method succeeded; Outlook would wait here first)"
+)
 
 # Names Microsoft runs. A certificate problem on one of these is not the customer's to fix: a
 # Microsoft certificate without the customer's name is the normal Office 365 picture (method 2
@@ -115,8 +125,8 @@ class Fail(StrEnum):
     CERT_CUSTOMER = "cert-customer"  # a host the customer runs: bad certificate
     HTTP_STATUS = "http-status"  # any other HTTP status
     NO_CHALLENGE = "no-challenge"  # 401 without WWW-Authenticate
-    HIJACK = "hijack"  # a web server answers Autodiscover with IMAP/POP or non-Exchange content
-    NOT_AUTODISCOVER = "not-autodiscover"  # 200 that is no Autodiscover answer (not root)
+    HIJACK = "hijack"  # a non-Exchange server answers Autodiscover (IMAP/POP settings)
+    NOT_AUTODISCOVER = "not-autodiscover"  # 200 that is no Autodiscover answer (soft 404)
     BAD_REDIRECT = "bad-redirect"  # redirect without Location, or to plain HTTP
     TOO_MANY_REDIRECTS = "too-many-redirects"
     GARBAGE = "garbage"  # not HTTP / oversized
@@ -166,6 +176,7 @@ class _Method:
     hops: list[dict[str, Any]] = field(default_factory=list)
     substeps: list[Step] = field(default_factory=list)
     failed_step: int | None = None  # index in substeps of the step that decided a failure
+    live: bool = False  # the current HTTPS hop's server answered our TLS ClientHello
 
     def step(self, name: str, status: Status, detail: str = "") -> None:
         prefix = f"{self.number}.{len(self.substeps) + 1}"
@@ -296,6 +307,7 @@ class _Discovery:
         if provider is _pox.Provider.OUTLOOK:
             self._headers["X-MapiHttpCapability"] = "1"  # as Outlook sends it (§2.4)
         self._chains: dict[str, asyncio.Task[list[str]]] = {}
+        self._probes: set[asyncio.Task[None]] = set()
 
     def _remaining(self) -> float:
         return max(0.05, self.deadline - asyncio.get_running_loop().time())
@@ -406,10 +418,47 @@ class _Discovery:
 
     # -- the POX POST, with the redirects Outlook follows -----------------------------------
 
+    def _client_hello(self, host: str) -> bytes:
+        """The first flight of a TLS handshake with `host` (SNI), without opening a socket."""
+        outgoing = ssl.MemoryBIO()
+        tls = self.net.ssl_context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname=host)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            tls.do_handshake()
+        return outgoing.read()
+
+    async def _answers(self, m: _Method, host: str) -> None:
+        """Mark `m` live once `host` answers a TLS ClientHello: a server that answers.
+
+        A side connection in parallel with the POST, so it costs no wall time, and no TLS of
+        its own (one byte back is the answer; a black hole sends none). What goes wrong here
+        the POST reports itself.
+        """
+        try:
+            conn = await self.net.open_tcp(host, 443, timeout=self._remaining())
+        except NetError:
+            return
+        try:
+            await conn.write(self._client_hello(host))
+            await conn.readline(limit=1)
+        except NetTimeout:
+            return
+        except NetError:
+            pass  # a byte that is no line end (ResponseTooLarge), or closed: it answered
+        finally:
+            await conn.aclose()
+        m.live = True
+
     async def _post(self, m: _Method, url: str, redirects: int) -> None:
         while True:
             host = urlsplit(url).hostname or ""
             action = f"POST {url}"
+            m.live = False
+            # Only an earlier method is ever waited for; the last one needs no probe.
+            probe = None
+            if m.number < len(_TITLES):
+                probe = asyncio.create_task(self._answers(m, host))
+                self._probes.add(probe)
+                probe.add_done_callback(self._probes.discard)
             try:
                 r = await self.net.request(
                     "POST",
@@ -422,6 +471,9 @@ class _Discovery:
             except NetError as exc:
                 await self._network_failure(m, exc, host, 443, action)
                 return
+            finally:
+                if probe is not None:
+                    probe.cancel()
             self._connected(m, r, host, 443, https=True)
             status = r.status
 
@@ -450,14 +502,16 @@ class _Discovery:
 
             answer = _pox.parse(r.body)
             m.answer = answer
-            if answer.kind is _pox.Kind.INTERNET_MAIL or (
-                answer.kind is _pox.Kind.NOT_AUTODISCOVER and m.number == 1
-            ):
+            # KB 3049615 is an Autodiscover-shaped answer from a non-Exchange server; any other
+            # 200 (a soft-404 page) Outlook simply moves on from, like from a 404.
+            if answer.kind is _pox.Kind.INTERNET_MAIL:
                 self._hijack(m, action, answer, r)
                 return
             if answer.kind is _pox.Kind.NOT_AUTODISCOVER:
                 m.failed(
-                    Fail.NOT_AUTODISCOVER, action, f"HTTP 200, not Autodiscover: {answer.note}"
+                    Fail.NOT_AUTODISCOVER,
+                    action,
+                    f"HTTP 200, not an Autodiscover answer: {answer.note}",
                 )
                 return
             if answer.kind is _pox.Kind.ERROR:
@@ -512,10 +566,7 @@ class _Discovery:
     def _hijack(self, m: _Method, action: str, answer: _pox.PoxAnswer, r: HttpResponse) -> None:
         server = r.header("server")
         by = f" ({server})" if server else ""
-        if answer.kind is _pox.Kind.INTERNET_MAIL:
-            what = f"{'/'.join(answer.protocol_types)} settings instead of Exchange's"
-        else:
-            what = f"a page that is not Exchange Autodiscover ({answer.note})"
+        what = f"{'/'.join(answer.protocol_types)} settings instead of Exchange's"
         where = "the root-domain web server" if m.number == 1 else "a non-Exchange server"
         m.failed(
             Fail.HIJACK,
@@ -525,14 +576,12 @@ class _Discovery:
 
     # -- the four methods ---------------------------------------------------------------------
 
-    async def _method_https(self, number: int, host: str) -> _Method:
-        m = _Method(number, _TITLES[number], self.round, self.address)
+    async def _method_https(self, m: _Method, host: str) -> _Method:
         m.url = f"https://{host}/autodiscover/autodiscover.xml"
         await self._post(m, m.url, 0)
         return m
 
-    async def _method_http_redirect(self) -> _Method:
-        m = _Method(3, _TITLES[3], self.round, self.address)
+    async def _method_http_redirect(self, m: _Method) -> _Method:
         host = f"autodiscover.{self.domain}"
         url = m.url = f"http://{host}/autodiscover/autodiscover.xml"
         action = f"GET {url}"
@@ -555,8 +604,7 @@ class _Discovery:
         await self._post(m, target, 1)
         return m
 
-    async def _method_srv(self) -> _Method:
-        m = _Method(4, _TITLES[4], self.round, self.address)
+    async def _method_srv(self, m: _Method) -> _Method:
         name = f"_autodiscover._tcp.{self.domain}"
         action = f"Look up SRV {name}"
         try:
@@ -593,44 +641,55 @@ class _Discovery:
     async def run(self) -> _Round:
         # The CNAME of autodiscover.<domain> decides whose certificate a failure is; ask early.
         self._lookup_chain(f"autodiscover.{self.domain}")
+        running = [_Method(n, _TITLES[n], self.round, self.address) for n in _TITLES]
         tasks = [
-            asyncio.create_task(self._method_https(1, self.domain)),
-            asyncio.create_task(self._method_https(2, f"autodiscover.{self.domain}")),
-            asyncio.create_task(self._method_http_redirect()),
-            asyncio.create_task(self._method_srv()),
+            asyncio.create_task(self._method_https(running[0], self.domain)),
+            asyncio.create_task(self._method_https(running[1], f"autodiscover.{self.domain}")),
+            asyncio.create_task(self._method_http_redirect(running[2])),
+            asyncio.create_task(self._method_srv(running[3])),
         ]
         try:
-            methods, winner = await self._judge(tasks)
+            methods, winner = await self._judge(tasks, running)
         finally:
-            leftovers = [t for t in (*tasks, *self._chains.values()) if not t.done()]
+            pending = (*tasks, *self._chains.values(), *self._probes)
+            leftovers = [t for t in pending if not t.done()]
             for t in leftovers:
                 t.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
         return _Round(self.address, methods, winner)
 
     async def _judge(
-        self, tasks: list[asyncio.Task[_Method]]
+        self, tasks: list[asyncio.Task[_Method]], running: list[_Method]
     ) -> tuple[list[_Method], _Method | None]:
-        """Wait only as long as Outlook's order needs; then read the results in that order."""
+        """Wait only as long as Outlook's order needs; then read the results in that order.
+
+        Once a method has worked, an earlier one still pending gets GRACE; after it, only those
+        whose server answers (`live`) are waited for, up to the deadline. The silent ones are
+        given up for good at that moment.
+        """
         loop = asyncio.get_running_loop()
         grace_until: float | None = None
+        given_up: set[int] = set()
         while True:
+            now = loop.time()
             best = next((i for i, t in enumerate(tasks) if t.done() and t.result().terminal), None)
-            if best is not None:
-                earlier = [t for t in tasks[:best] if not t.done()]
-                if not earlier:
-                    break
-                if grace_until is None:
-                    grace_until = loop.time() + GRACE
-                wait = min(grace_until, self.deadline) - loop.time()
+            if best is None:
+                waiting = [t for t in tasks if not t.done()]
+                until = self.deadline
             else:
-                earlier = [t for t in tasks if not t.done()]
-                if not earlier:
-                    break
-                wait = self.deadline - loop.time()
-            if wait <= 0:
+                if grace_until is None:
+                    grace_until = now + GRACE
+                earlier = [i for i in range(best) if not tasks[i].done() and i not in given_up]
+                if now >= grace_until:
+                    given_up.update(i for i in earlier if not running[i].live)
+                    until = self.deadline
+                else:
+                    until = min(grace_until, self.deadline)
+                waiting = [tasks[i] for i in earlier if i not in given_up]
+            wait = until - now
+            if not waiting or wait <= 0:
                 break
-            await asyncio.wait(earlier, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
 
         winner_index = best
         methods: list[_Method] = []
@@ -645,7 +704,8 @@ class _Discovery:
             m = _Method(number, _TITLES[number], self.round, self.address)
             m.url = _first_url(number, self.domain)
             if winner_index is not None and i < winner_index:
-                m.outcome, m.detail = Outcome.ABANDONED, ABANDONED
+                m.outcome = Outcome.ABANDONED
+                m.detail = UNFINISHED if running[i].live else ABANDONED
             elif winner_index is not None:
                 m.outcome = Outcome.NOT_NEEDED
                 m.detail = f"not needed: method {winner_index + 1} already worked"
@@ -920,6 +980,8 @@ class _V2:
     certificate_problem: dict[str, Any] | None = None
     problem: str | None = None  # explain() code when the request failed
     advice: tuple[str, ...] = ()
+    retry: bool = False  # the path form is not served: ask the query form
+    path_form: _V2 | None = None  # the path-form attempt, when this is the query-form retry
 
     def evidence(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -939,25 +1001,65 @@ class _V2:
             out["certificate_problem"] = self.certificate_problem
         if self.problem:
             out["problem"] = self.problem
+        if self.path_form:
+            out["path_form"] = self.path_form.evidence()
         return out
+
+    def steps(self) -> list[Step]:
+        first = []
+        if self.path_form:
+            p = self.path_form
+            detail = f"{p.detail}; retrying with the query form"
+            first = [Step(name=f"GET {p.url}", status=p.status, detail=detail)]
+        return [*first, Step(name=f"GET {self.url}", status=self.status, detail=self.detail)]
+
+
+def _json(body: bytes) -> object:
+    """The JSON document in `body`, or None for garbage (deep nesting included)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _v2_error_text(r: HttpResponse) -> str:
-    try:
-        data = json.loads(r.body)
-    except ValueError:
-        return ""
+    data = _json(r.body)
     if isinstance(data, dict):
         code, message = data.get("ErrorCode"), data.get("ErrorMessage")
         return ": ".join(str(x) for x in (code, message) if x)
     return ""
 
 
+def _v2_retry_query_form(r: HttpResponse) -> bool:
+    """The path form is not served here (404, or a 400 that is not EXO's InvalidProtocol)."""
+    if r.status == 404:
+        return True
+    data = _json(r.body)
+    return r.status == 400 and not (
+        isinstance(data, dict) and data.get("ErrorCode") == "InvalidProtocol"
+    )
+
+
 async def _v2_probe(ctx: CheckContext, protocol: str, deadline: float) -> _V2:
+    """The path form first (what Microsoft's own scripts use); on a 404 or a 400 that is not
+    InvalidProtocol, once more with the documented query form (§2.7)."""
     host = ctx.cloud.exo
     mailbox = quote(ctx.address.address, safe="@")
-    url = f"https://{host}/autodiscover/autodiscover.json/v1.0/{mailbox}?Protocol={protocol}"
-    result = _V2(protocol, url)
+    path = f"https://{host}/autodiscover/autodiscover.json/v1.0/{mailbox}?Protocol={protocol}"
+    result = await _v2_get(ctx, _V2(protocol, path), deadline)
+    if not result.retry:
+        return result
+    query = (
+        f"https://{host}/autodiscover/autodiscover.json"
+        f"?Email={quote(ctx.address.address)}&Protocol={protocol}&RedirectCount=1"
+    )
+    retried = await _v2_get(ctx, _V2(protocol, query), deadline)
+    retried.path_form = result
+    return retried
+
+
+async def _v2_get(ctx: CheckContext, result: _V2, deadline: float) -> _V2:
+    host, url = ctx.cloud.exo, result.url
     for _ in range(_V2_HOPS + 1):
         try:
             remaining = max(0.05, deadline - asyncio.get_running_loop().time())
@@ -998,10 +1100,7 @@ async def _v2_probe(ctx: CheckContext, protocol: str, deadline: float) -> _V2:
             result.detail = f"hybrid: the mailbox is on-premises ({target_host})"
             return result
         if r.status == 200:
-            try:
-                data = json.loads(r.body)
-            except ValueError:
-                data = None
+            data = _json(r.body)
             if (
                 isinstance(data, dict)
                 and isinstance(data.get("Protocol"), str)
@@ -1015,6 +1114,7 @@ async def _v2_probe(ctx: CheckContext, protocol: str, deadline: float) -> _V2:
             return result
         error_text = _v2_error_text(r)
         result.detail = f"HTTP {r.status}" + (f" ({error_text})" if error_text else "")
+        result.retry = len(result.requests) == 1 and _v2_retry_query_form(r)
         return result
     result.detail = f"more than {_V2_HOPS} redirects inside Microsoft's service"
     return result
@@ -1036,7 +1136,7 @@ async def run_v2(ctx: CheckContext) -> Finding:
             if r.certificate_problem and r.certificate_problem["owner"] == "microsoft"
         ],
     }
-    steps = [Step(name=f"GET {r.url}", status=r.status, detail=r.detail) for r in results]
+    steps = [step for r in results for step in r.steps()]
     failed = [r for r in results if r.status is Status.FAIL]
     errors = [r for r in results if r.status is Status.ERROR]
     hybrid = [r for r in results if r.hybrid_location]

@@ -253,7 +253,16 @@ def sample_addresses() -> list[tuple[str, str]]:
 
 def build_app(settings: Settings, pool: WorldPool) -> web.Application:
     """The bot server with the sandbox behind it and the console in front (not started)."""
-    app = create_app(settings, diagnose=SandboxDiagnose(pool, deadline=settings.deadline))
+    from bot.teams import create_teams_handler  # noqa: PLC0415 - botbuilder only when serving
+
+    # Teams is on without authentication (no app id), which is what the Bot Framework
+    # Emulator expects; the server listens on loopback only. Slack stays off: it needs a real
+    # workspace's token and would call slack.com.
+    app = create_app(
+        settings,
+        diagnose=SandboxDiagnose(pool, deadline=settings.deadline),
+        teams=create_teams_handler,
+    )
     attach_console(app, samples=sample_addresses())
     return app
 
@@ -325,7 +334,7 @@ def _instructions(url: str, state_dir: Path, note: str | None) -> Text:
         f"  Slack        POST {url}/slack/events\n",
         "               off here: needs MAILFIX_SLACK_* credentials and a public HTTPS tunnel\n",
         f"  Teams        POST {url}/api/messages\n",
-        "               off here: needs an Azure Bot (MAILFIX_TEAMS_*) and a public HTTPS tunnel\n",
+        "               on, without authentication: point the Bot Framework Emulator here\n",
         f"  Health       GET  {url}/healthz, {url}/readyz\n",
         "\nTry these addresses (the part before the @ picks the sandbox scenario):\n",
     ]

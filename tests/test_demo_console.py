@@ -599,3 +599,23 @@ async def test_mailfix_demo_serves_until_sigterm_and_stops_cleanly() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_the_demo_serves_teams_for_the_bot_framework_emulator(tmp_path: Path) -> None:
+    """`make demo` serves the Teams endpoint too (no app id: what the Emulator speaks): a
+    personal-chat "mailfix" gets the intake card at the activity's serviceUrl."""
+    from _teamsfake import Activities, FakeConnector, card_kind
+
+    connector = FakeConnector()
+    await connector.start()
+    try:
+        async with console_server(tmp_path) as (http, _console):
+            response = await http.post(
+                "/api/messages", json=Activities(connector.url).personal("mailfix")
+            )
+            assert response.status == 201
+            await connector.wait_until(
+                lambda: any(card_kind(c.card) == "intake" for c in connector.posts), "the form"
+            )
+    finally:
+        await connector.close()

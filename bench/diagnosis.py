@@ -75,17 +75,21 @@ async def timed_full(world: SandboxProcess, address: str) -> tuple[float, dict[s
     return wall, {f.check: f.status for f in report.findings}
 
 
+def _context(world: SandboxProcess, address: str, net: Network) -> CheckContext:
+    return CheckContext(
+        address=parse_address(address),
+        client=Client.ALL,
+        symptom=None,
+        settings=world.settings,
+        net=net,
+        cloud=hosts_for(world.settings.cloud),
+    )
+
+
 async def timed_alone(world: SandboxProcess, address: str, check_id: str) -> float:
     check = next(c for c in CATALOGUE if c.id == check_id)
     async with world.network() as net:
-        ctx = CheckContext(
-            address=parse_address(address),
-            client=Client.ALL,
-            symptom=None,
-            settings=world.settings,
-            net=net,
-            cloud=hosts_for(world.settings.cloud),
-        )
+        ctx = _context(world, address, net)
         # Its dependencies run too: they are part of its path.
         needed = [c for c in CATALOGUE if c.id in (*check.depends_on, check.id)]
         t0 = time.perf_counter()
@@ -95,14 +99,7 @@ async def timed_alone(world: SandboxProcess, address: str, check_id: str) -> flo
 
 async def timed_sequential(world: SandboxProcess, address: str, ids: list[str]) -> float:
     async with world.network() as net:
-        ctx = CheckContext(
-            address=parse_address(address),
-            client=Client.ALL,
-            symptom=None,
-            settings=world.settings,
-            net=net,
-            cloud=hosts_for(world.settings.cloud),
-        )
+        ctx = _context(world, address, net)
         t0 = time.perf_counter()
         for check in CATALOGUE:
             if check.id in ids:

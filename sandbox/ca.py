@@ -197,16 +197,21 @@ class SandboxCA:
         self, common_name: str, *, not_before: datetime, not_after: datetime
     ) -> bytes:
         """DER of a self-signed certificate, as AD FS publishes for token signing."""
-        key = _key()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
-            .sign(key, hashes.SHA256())
-        )
-        return cert.public_bytes(serialization.Encoding.DER)
+        return self_signed_der(common_name, not_before=not_before, not_after=not_after)
+
+
+def self_signed_der(common_name: str, *, not_before: datetime, not_after: datetime) -> bytes:
+    """DER of a self-signed certificate with any dates (AD FS token signing: no CA involved)."""
+    key = _key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.DER)

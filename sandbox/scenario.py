@@ -24,10 +24,6 @@ from enum import Enum, StrEnum
 from typing import Annotated, Any
 
 import idna
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from checks.cloud import hosts_for
@@ -35,7 +31,7 @@ from checks.diagnosis import CAUSES
 from checks.models import Client, Status
 from checks.registry import CATALOGUE_IDS
 from checks.settings import Cloud
-from sandbox.ca import CertKind
+from sandbox.ca import CertKind, self_signed_der
 from sandbox.dns_server import DnsFaultKind
 from sandbox.mail import MailConfig, MailProtocol
 from sandbox.services.configs import (
@@ -565,19 +561,9 @@ def token_signing_cert(sts_host: str, *, days_left: int, days_old: int = 340) ->
     `days_left` days from now (negative: expired). Cached, so a scenario compares equal to
     itself. (AD FS signs with RSA; the checks read only the dates, so a fast EC key will do.)"""
 
-    key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    name = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, f"ADFS Signing - {a_label(sts_host)}")]
+    return self_signed_der(
+        f"ADFS Signing - {a_label(sts_host)}",
+        not_before=now - dt.timedelta(days=days_old),
+        not_after=now + dt.timedelta(days=days_left),
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=days_old))
-        .not_valid_after(now + dt.timedelta(days=days_left))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.DER)

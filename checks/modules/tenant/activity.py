@@ -8,7 +8,5 @@ from checks.spec import EVERY_CLIENT, Check
 
 CHECKS: tuple[Check, ...] = (
     declared("tenant.signins", "Recent sign-in failures", Side.IDENTITY, EVERY_CLIENT),
-    declared(
-        "tenant.service_health", "Exchange Online service health", Side.SERVICE, EVERY_CLIENT
-    ),
+    declared("tenant.service_health", "Exchange Online service health", Side.SERVICE, EVERY_CLIENT),
 )

@@ -55,7 +55,7 @@ from checks.net.seam import MAX_REDIRECTS
 from checks.net.types import CertInfo, HttpResponse
 from checks.spec import Check, CheckContext
 
-GRACE = 0.3  # seconds an earlier, still-silent method gets once a later one has worked
+GRACE = 0.3  # seconds of silence after which an earlier method is given up once a later one worked
 _MARGIN = 1.0  # seconds kept back from the check's timeout to write the finding
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 EXPECTED_O365 = "Expected for Office 365: "
@@ -177,6 +177,7 @@ class _Method:
     substeps: list[Step] = field(default_factory=list)
     failed_step: int | None = None  # index in substeps of the step that decided a failure
     live: bool = False  # the current HTTPS hop's server answered our TLS ClientHello
+    silent_since: float = 0.0  # loop time the current hop (or the method) started waiting
 
     def step(self, name: str, status: Status, detail: str = "") -> None:
         prefix = f"{self.number}.{len(self.substeps) + 1}"
@@ -453,6 +454,7 @@ class _Discovery:
             host = urlsplit(url).hostname or ""
             action = f"POST {url}"
             m.live = False
+            m.silent_since = asyncio.get_running_loop().time()
             # Only an earlier method is ever waited for; the last one needs no probe.
             probe = None
             if m.number < len(_TITLES):
@@ -641,7 +643,10 @@ class _Discovery:
     async def run(self) -> _Round:
         # The CNAME of autodiscover.<domain> decides whose certificate a failure is; ask early.
         self._lookup_chain(f"autodiscover.{self.domain}")
-        running = [_Method(n, _TITLES[n], self.round, self.address) for n in _TITLES]
+        started = asyncio.get_running_loop().time()
+        running = [
+            _Method(n, _TITLES[n], self.round, self.address, silent_since=started) for n in _TITLES
+        ]
         tasks = [
             asyncio.create_task(self._method_https(running[0], self.domain)),
             asyncio.create_task(self._method_https(running[1], f"autodiscover.{self.domain}")),
@@ -663,28 +668,25 @@ class _Discovery:
     ) -> tuple[list[_Method], _Method | None]:
         """Wait only as long as Outlook's order needs; then read the results in that order.
 
-        Once a method has worked, an earlier one still pending gets GRACE; after it, only those
-        whose server answers (`live`) are waited for, up to the deadline. The silent ones are
-        given up for good at that moment.
+        Once a method has worked, an earlier one still pending is waited for while its server
+        answers (`live`), up to the deadline. One that is silent is given up as soon as it has
+        been silent for GRACE — counted from when it started waiting, not from when the later
+        method won, so a black hole that has been silent all along costs nothing more.
         """
         loop = asyncio.get_running_loop()
-        grace_until: float | None = None
         given_up: set[int] = set()
         while True:
             now = loop.time()
             best = next((i for i, t in enumerate(tasks) if t.done() and t.result().terminal), None)
+            until = self.deadline
             if best is None:
                 waiting = [t for t in tasks if not t.done()]
-                until = self.deadline
             else:
-                if grace_until is None:
-                    grace_until = now + GRACE
                 earlier = [i for i in range(best) if not tasks[i].done() and i not in given_up]
-                if now >= grace_until:
-                    given_up.update(i for i in earlier if not running[i].live)
-                    until = self.deadline
-                else:
-                    until = min(grace_until, self.deadline)
+                silent = [i for i in earlier if not running[i].live]
+                given_up.update(i for i in silent if now - running[i].silent_since >= GRACE)
+                grace_ends = [running[i].silent_since + GRACE for i in silent if i not in given_up]
+                until = min([*grace_ends, self.deadline])
                 waiting = [tasks[i] for i in earlier if i not in given_up]
             wait = until - now
             if not waiting or wait <= 0:

@@ -10,14 +10,14 @@ several replicas (DESIGN.md, "Scale"). The rules that make replicas safe are sin
   NOTHING` on a primary key, so exactly one replica sees `True` for a retried delivery.
 
 The schema is owned by the Alembic migrations shipped in `bot/migrations/`; `migrate()` runs
-them at start-up. `METADATA` below mirrors them (tests compare the two).
+them at start-up. `METADATA` (bot/schema.py) mirrors them (tests compare the two).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +25,6 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
-    JSON,
-    Column,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
     delete,
     event,
     insert,
@@ -45,98 +33,16 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bot.schema import METADATA, conversation_refs, diagnoses, follow_ups, processed_events
 from checks.models import Client, Report
 from dialogs.models import Platform
 from dialogs.store import FollowUp, StoredDiagnosis, UnknownDiagnosis, utc_now
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite keeps naive text)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: store aware UTC datetimes only")
-        value = value.astimezone(UTC)
-        # SQLite compares the stored text: keep one fixed format, without an offset.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-JsonType = JSON().with_variant(postgresql.JSONB(), "postgresql")
-
-METADATA = MetaData()
-
-diagnoses = Table(
-    "diagnoses",
-    METADATA,
-    # Integer key: insertion order breaks ties between equal `created_at` (coarse clocks).
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("id", String(64), nullable=False),
-    Column("platform", String(16), nullable=False),
-    Column("person_id", String(255), nullable=False),
-    Column("person_email", String(320)),
-    Column("conversation", String(512), nullable=False),
-    Column("address", String(320), nullable=False),
-    Column("client", String(16), nullable=False),
-    Column("app", String(64), nullable=False),
-    Column("symptom", String(64)),
-    Column("answers", JsonType, nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("report", JsonType),
-    Column("error", Text),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("updated_at", UtcDateTime, nullable=False),
-    UniqueConstraint("id", name="uq_diagnoses_id"),
-    Index("ix_diagnoses_person_created", "person_id", "created_at"),
-)
-
-follow_ups = Table(
-    "follow_ups",
-    METADATA,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "diagnosis_id",
-        String(64),
-        ForeignKey("diagnoses.id", ondelete="CASCADE", name="fk_follow_ups_diagnosis"),
-        nullable=False,
-    ),
-    Column("kind", String(32), nullable=False),
-    Column("person_id", String(255), nullable=False),
-    Column("at", UtcDateTime, nullable=False),
-    Index("ix_follow_ups_diagnosis", "diagnosis_id", "seq"),
-)
-
-processed_events = Table(
-    "processed_events",
-    METADATA,
-    Column("event_id", String(255), primary_key=True),
-    Column("seen_at", UtcDateTime, nullable=False),
-    Index("ix_processed_events_seen_at", "seen_at"),
-)
-
-conversation_refs = Table(
-    "conversation_refs",
-    METADATA,
-    Column("key", String(512), primary_key=True),
-    Column("platform", String(16), nullable=False),
-    Column("ref", JsonType, nullable=False),
-    Column("updated_at", UtcDateTime, nullable=False),
-)
 
 
 # --- engine and migrations --------------------------------------------------------------------

@@ -164,8 +164,43 @@ async def test_migrations_are_idempotent_and_match_the_tables_in_code(database_u
             await _reset(database_url)
     assert {"diagnoses", "follow_ups", "processed_events", "conversation_refs"} <= tables
     assert "alembic_version" in tables
-    assert diff == []  # bot/storage.py and versions/0001 describe the same schema
-    assert head_revision() == "0001"
+    assert diff == []  # bot/schema.py and the migrations describe the same schema
+    assert head_revision() == "0002"
+
+
+async def test_each_migration_downgrades_and_upgrades_again(database_url: str) -> None:
+    engine = create_engine(database_url)
+
+    async def tables() -> set[str]:
+        async with engine.connect() as conn:
+            return await conn.run_sync(lambda c: set(sa_inspect(c).get_table_names()))
+
+    async def alembic(step: str, target: str) -> None:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: getattr(command, step)(alembic_config(c), target))
+
+    try:
+        await alembic("upgrade", "head")
+        assert {"cases", "proposals", "audit_log", "slack_installations"} <= await tables()
+        await alembic("downgrade", "0001")
+        at_0001 = await tables()
+        assert "cases" not in at_0001 and "audit_log" not in at_0001
+        assert {"diagnoses", "follow_ups"} <= at_0001
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(
+                lambda c: {col["name"] for col in sa_inspect(c).get_columns("diagnoses")}
+            )
+        assert "lease_owner" not in columns
+        await alembic("upgrade", "head")
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda c: compare_metadata(MigrationContext.configure(c), METADATA)
+            )
+        assert diff == []
+        await alembic("downgrade", "base")
+        assert await tables() <= {"alembic_version"}
+    finally:
+        await engine.dispose()
 
 
 async def test_an_unmigrated_database_is_not_ready(tmp_path: Path) -> None:
@@ -175,7 +210,7 @@ async def test_an_unmigrated_database_is_not_ready(tmp_path: Path) -> None:
     finally:
         await store.close()
     assert not ok
-    assert reason == "schema at nothing, expected 0001"
+    assert reason == "schema at nothing, expected 0002"
 
 
 # --- diagnoses -------------------------------------------------------------------------------

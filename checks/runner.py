@@ -64,6 +64,7 @@ async def run_checks(
     done = 0
     started = time.monotonic()
     end = started + deadline
+    ctx.deadline = end
 
     async def settle(check: Check, finding: Finding) -> None:
         nonlocal done

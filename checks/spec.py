@@ -60,6 +60,7 @@ class CheckContext:
     net: Network
     cloud: CloudHosts
     current: Check | None = None
+    deadline: float | None = None  # time.monotonic() when the whole diagnosis must be done
     _results: dict[str, asyncio.Future[Finding]] = field(default_factory=dict, repr=False)
     _memo: dict[str, asyncio.Future[Any]] = field(default_factory=dict, repr=False)
 
@@ -73,6 +74,7 @@ class CheckContext:
             net=self.net,
             cloud=self.cloud,
             current=check,
+            deadline=self.deadline,
             _results=self._results,
             _memo=self._memo,
         )

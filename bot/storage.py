@@ -91,6 +91,9 @@ def head_revision() -> str:
     return head
 
 
+_MIGRATE_LOCK = 0x6D61696C66697801  # "mailfix" + 1: the advisory lock around migrations
+
+
 def _upgrade(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
 
@@ -101,6 +104,12 @@ async def migrate(database_url: str, *, engine: AsyncEngine | None = None) -> No
     engine = engine or create_engine(database_url)
     try:
         async with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Replicas start together: one migrates while the others wait for the lock
+                # (released at commit), then find the schema at head and do nothing.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK}
+                )
             # Alembic is synchronous: hand it the sync face of our async connection.
             await conn.run_sync(_upgrade)
     finally:

@@ -341,3 +341,15 @@ async def test_conversation_refs_are_upserted(store: SqlStore) -> None:
     newer = {**ref, "serviceUrl": "https://smba.example/emea/"}
     await store.save_conversation_ref("teams:29:abc", Platform.TEAMS, newer)
     assert await store.conversation_ref("teams:29:abc") == newer
+
+
+@pytest.mark.postgres
+async def test_replicas_starting_together_migrate_once(postgres_server: str) -> None:
+    # Four start-ups at once on one PostgreSQL: the advisory lock serialises them.
+    await asyncio.gather(*(migrate(postgres_server) for _ in range(4)))
+    store = SqlStore.from_url(postgres_server)
+    try:
+        assert await store.ready() == (True, "ok")
+    finally:
+        await store.close()
+        await _reset(postgres_server)

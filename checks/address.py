@@ -22,6 +22,39 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010FFFF-]+"
 _LOCAL_RE = re.compile(rf"^{_ATOM}(\.{_ATOM})*$")
 
 
+# Characters that change how an address *looks* without changing what it is: text-direction
+# controls (Unicode bidi embeddings, overrides and isolates, UAX #9) can make "ana@contoso.com"
+# display as another address, and invisible characters vanish on screen (IDNA mapping even
+# drops some silently). Both are refused, by name, never stripped.
+_BIDI_CONTROLS = {
+    0x061C: "arabic letter mark",
+    0x200E: "left-to-right mark",
+    0x200F: "right-to-left mark",
+    0x202A: "left-to-right embedding",
+    0x202B: "right-to-left embedding",
+    0x202C: "pop directional formatting",
+    0x202D: "left-to-right override",
+    0x202E: "right-to-left override",
+    0x2066: "left-to-right isolate",
+    0x2067: "right-to-left isolate",
+    0x2068: "first strong isolate",
+    0x2069: "pop directional isolate",
+}
+_INVISIBLE = {
+    0x00AD: "soft hyphen",
+    0x180E: "Mongolian vowel separator",
+    0x200B: "zero width space",
+    0x200C: "zero width non-joiner",
+    0x200D: "zero width joiner",
+    0x2060: "word joiner",
+    0x2061: "invisible function application",
+    0x2062: "invisible times",
+    0x2063: "invisible separator",
+    0x2064: "invisible plus",
+    0xFEFF: "zero width no-break space (byte order mark)",
+}
+
+
 class InvalidAddress(ValueError):
     """The text is not a mail address we can diagnose. The message is for the person."""
 
@@ -49,6 +82,7 @@ def parse_address(text: str) -> MailAddress:
     """Validate `text` as `local@domain`; raise InvalidAddress with a reason a person can act on."""
     if not isinstance(text, str):
         raise InvalidAddress("the address must be text")
+    _refuse_hidden(text)
     raw = text.strip()
     if raw.lower().startswith("mailto:"):
         raw = raw[7:]
@@ -101,6 +135,29 @@ def _normalise_domain(domain_text: str, raw: str) -> str:
     if labels[-1].isdigit():
         raise InvalidAddress(f"{_show(raw)}: the domain does not end in a valid top-level domain")
     return domain
+
+
+def _refuse_hidden(text: str) -> None:
+    """Refuse undecodable bytes, text-direction controls and invisible characters, by name."""
+    for char in text:
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            # A lone surrogate: bytes that were not valid UTF-8 (Python's surrogateescape, as
+            # in a command-line argument like $'ana\x80@contoso.com').
+            raise InvalidAddress(
+                "the address contains bytes that are not valid text (UTF-8); type it again"
+            )
+        if code in _BIDI_CONTROLS:
+            raise InvalidAddress(
+                f"the address contains a hidden text-direction character ({_BIDI_CONTROLS[code]}, "
+                f"U+{code:04X}) that can make it look like a different address; type it again "
+                "by hand"
+            )
+        if code in _INVISIBLE:
+            raise InvalidAddress(
+                f"the address contains an invisible character ({_INVISIBLE[code]}, "
+                f"U+{code:04X}); type it again by hand instead of pasting it"
+            )
 
 
 def _looks_like_ip(text: str) -> bool:

@@ -23,6 +23,27 @@ class CloudHosts:
     spf_include: str
     mx_suffixes: tuple[str, ...]  # MX targets that mean "mail is routed to Exchange Online"
 
+    # App-only token scopes (reference §5, §6.3, §7). Graph's audience is its own host in every
+    # cloud; the Exchange admin API's audience is the EXO host (worldwide and GCC
+    # https://outlook.office365.com, GCC High https://outlook.office365.us, DoD
+    # https://outlook-dod.office365.us, 21Vianet https://partner.outlook.cn). Tokens are not
+    # interchangeable across clouds.
+    @property
+    def graph_scope(self) -> str:
+        return f"https://{self.graph}/.default"
+
+    @property
+    def exo_scope(self) -> str:
+        return f"https://{self.exo}/.default"
+
+    @property
+    def graph_base(self) -> str:
+        return f"https://{self.graph}/v1.0"
+
+    def exo_admin_url(self, tenant: str) -> str:
+        """The InvokeCommand endpoint ExchangeOnlineManagement v3 uses (reference §6.3 (a))."""
+        return f"https://{self.exo}/adminapi/beta/{tenant}/InvokeCommand"
+
 
 _WORLDWIDE = CloudHosts(
     cloud=Cloud.GLOBAL,

@@ -8,14 +8,12 @@ dropped afterwards. Locally a PostgreSQL that is down skips those tests with the
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
+from _db import reset_database
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -26,8 +24,6 @@ from checks.models import Cause, Client, Finding, Report, Side, Status
 from dialogs.models import Platform
 from dialogs.store import FollowUp, FollowUpKind, StoredDiagnosis, UnknownDiagnosis
 
-# The admin connection (creates and drops the per-run database); loopback only.
-ADMIN_DSN = os.environ.get("MAILFIX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
@@ -42,51 +38,6 @@ class StepClock:
         return self.now
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A fresh PostgreSQL database for this run (its async URL); dropped at the end."""
-    name = f"mailfix_test_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN_DSN, timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        where = ADMIN_DSN.rsplit("@", 1)[-1]
-        reason = f"PostgreSQL at {where} is not usable: {type(exc).__name__}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " (CI=true: PostgreSQL is required)")
-        pytest.skip(reason)
-    try:
-        server = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-        yield f"{server}/{name}"
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _reset(url: str) -> None:
-    """Empty schema for the next test: downgrade to nothing (also exercises the downgrade)."""
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "base"))
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'state' / 'mailfix.db'}"
-    url: str = request.getfixturevalue("postgres_server")
-    return url
-
-
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[SqlStore]:
     await migrate(database_url)
@@ -96,7 +47,7 @@ async def store(database_url: str) -> AsyncIterator[SqlStore]:
     finally:
         await s.close()
         if database_url.startswith("postgresql"):
-            await _reset(database_url)
+            await reset_database(database_url)
 
 
 def diagnosis(id: str = "d1", person: str = "U-ANA", minute: int = 0) -> StoredDiagnosis:
@@ -161,7 +112,7 @@ async def test_migrations_are_idempotent_and_match_the_tables_in_code(database_u
     finally:
         await engine.dispose()
         if database_url.startswith("postgresql"):
-            await _reset(database_url)
+            await reset_database(database_url)
     assert {"diagnoses", "follow_ups", "processed_events", "conversation_refs"} <= tables
     assert "alembic_version" in tables
     assert diff == []  # bot/schema.py and the migrations describe the same schema
@@ -352,4 +303,4 @@ async def test_replicas_starting_together_migrate_once(postgres_server: str) -> 
         assert await store.ready() == (True, "ok")
     finally:
         await store.close()
-        await _reset(postgres_server)
+        await reset_database(postgres_server)

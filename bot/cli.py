@@ -1,4 +1,4 @@
-"""The `mailfix` command line: diagnose, serve, demo, manifests.
+"""The `mailfix` command line: diagnose, serve, demo, manifests, audit.
 
 Contract (DESIGN.md, "CLI"): exit 0 when a report was produced, whatever it found; exit 2 with
 one line on stderr and no traceback on bad input. `--json` prints exactly one report object.
@@ -158,6 +158,28 @@ def demo_command(
     from bot.demo import run_demo
 
     run_demo(serve=serve, port=port)
+
+
+@app.command("audit")
+def audit_command(
+    case: Annotated[int | None, typer.Option(help="Only this case number.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only entries from then on: 24h, 7d, or a date.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
+) -> None:
+    """Print the audit trail: who escalated, claimed, approved and applied what, and when."""
+    from bot.audit_cli import AuditInputError, parse_since, read_trail, render
+    from bot.settings import Settings
+
+    try:
+        when = parse_since(since) if since is not None else None
+    except AuditInputError as exc:
+        raise BadInput(str(exc)) from exc
+    settings = load_settings()
+    assert isinstance(settings, Settings)
+    entries = asyncio.run(read_trail(settings, case_number=case, since=when))
+    typer.echo(render(entries, as_json=as_json))
 
 
 @app.command("manifests")

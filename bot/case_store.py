@@ -19,7 +19,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
-from bot.schema import approvals, audit_log, button_presses, cases, message_refs, proposals
+from bot.schema import (
+    approvals,
+    audit_log,
+    button_presses,
+    cases,
+    message_refs,
+    pattern_alerts,
+    proposals,
+)
 from dialogs.cases import (
     Approval,
     AuditEntry,
@@ -28,6 +36,7 @@ from dialogs.cases import (
     Decision,
     DecisionOutcome,
     NewCase,
+    PatternAlert,
     Proposal,
     ProposalState,
     UnknownCase,
@@ -62,6 +71,10 @@ def _case(row: Row[Any]) -> Case:
 
 def _proposal(row: Row[Any]) -> Proposal:
     return Proposal.model_validate(dict(row._mapping))
+
+
+def _alert(row: Row[Any], *, new: bool) -> PatternAlert:
+    return PatternAlert.model_validate({**row._mapping, "new": new})
 
 
 def _entry(row: Row[Any]) -> AuditEntry:
@@ -450,6 +463,86 @@ class SqlCaseStore:
                 await conn.execute(select(message_refs.c.ref).where(message_refs.c.key == key))
             ).first()
         return dict(row.ref) if row is not None else None
+
+    # --- pattern alerts ------------------------------------------------------------------------
+
+    async def note_pattern(
+        self, case: Case, *, window: float, threshold: int
+    ) -> PatternAlert | None:
+        if not case.top_cause:
+            return None
+        since = case.created_at - timedelta(seconds=window)
+        same = and_(
+            pattern_alerts.c.organisation == case.organisation,
+            pattern_alerts.c.cause == case.top_cause,
+        )
+        async with self.engine.begin() as conn:
+            # An alert still live (its last case inside the window) grows.
+            row = (
+                await conn.execute(
+                    select(pattern_alerts)
+                    .where(same, pattern_alerts.c.last_at >= since)
+                    .order_by(pattern_alerts.c.last_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            if row is not None:
+                numbers = sorted({*row.case_numbers, case.number})
+                grown = (
+                    await conn.execute(
+                        update(pattern_alerts)
+                        .where(pattern_alerts.c.id == row.id)
+                        .values(case_numbers=numbers, last_at=max(row.last_at, case.created_at))
+                        .returning(*pattern_alerts.c)
+                    )
+                ).one()
+                return _alert(grown, new=False)
+            recent = (
+                await conn.execute(
+                    select(cases.c.number, cases.c.person_id, cases.c.created_at)
+                    .where(
+                        cases.c.organisation == case.organisation,
+                        cases.c.top_cause == case.top_cause,
+                        cases.c.created_at >= since,
+                        cases.c.created_at <= case.created_at,
+                    )
+                    .order_by(cases.c.created_at, cases.c.number)
+                )
+            ).all()
+            if len({r.person_id for r in recent}) < threshold:
+                return None
+            start = recent[0].created_at
+            opened = await conn.execute(
+                insert_ignoring_duplicates(
+                    self._dialect,
+                    pattern_alerts,
+                    {
+                        "organisation": case.organisation,
+                        "cause": case.top_cause,
+                        "first_at": start,
+                        "last_at": case.created_at,
+                        "case_numbers": sorted({r.number for r in recent}),
+                        "window_start": start,
+                    },
+                    ["organisation", "cause", "window_start"],
+                )
+            )
+            row = (
+                await conn.execute(
+                    select(pattern_alerts).where(same, pattern_alerts.c.window_start == start)
+                )
+            ).one()
+            if opened.rowcount != 1 and case.number not in row.case_numbers:
+                # Another replica opened it a moment ago: add this case to theirs.
+                row = (
+                    await conn.execute(
+                        update(pattern_alerts)
+                        .where(pattern_alerts.c.id == row.id)
+                        .values(case_numbers=sorted({*row.case_numbers, case.number}))
+                        .returning(*pattern_alerts.c)
+                    )
+                ).one()
+        return _alert(row, new=opened.rowcount == 1)
 
     # --- the audit log -------------------------------------------------------------------------
 

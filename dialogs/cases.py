@@ -137,6 +137,19 @@ class AuditEntry(_Frozen):
     detail: str = ""
 
 
+class PatternAlert(_Frozen):
+    """Several people in one organisation hit the same cause within a short window."""
+
+    id: int
+    organisation: str
+    cause: str
+    first_at: datetime
+    last_at: datetime
+    case_numbers: list[int]
+    window_start: datetime
+    new: bool = False  # this call opened it (post a card) rather than grew it (update the card)
+
+
 class UnknownCase(KeyError):
     """No case with that number."""
 
@@ -225,6 +238,14 @@ class CaseStore(Protocol):
     async def save_message(self, key: str, platform: Platform, ref: dict[str, Any]) -> None: ...
 
     async def message(self, key: str) -> dict[str, Any] | None: ...
+
+    async def note_pattern(
+        self, case: Case, *, window: float, threshold: int
+    ) -> PatternAlert | None:
+        """Count `case` towards a possible-outage alert for its organisation and top cause.
+        Returns the alert once `threshold` different people hit the cause within `window`
+        seconds (new on the call that opened it); None below the threshold."""
+        ...
 
     async def audit(self, entry: AuditEntry) -> AuditEntry: ...
 

@@ -342,3 +342,30 @@ async def test_retention_removes_old_resolved_cases_and_audit_but_not_open_cases
     assert await store.case(old_done.number) is None
     assert await store.case(old_open.number) is not None
     assert await store.case(fresh.number) is not None
+
+
+# --- pattern alerts ---------------------------------------------------------------------------
+
+
+async def test_three_people_with_one_cause_in_ten_minutes_raise_one_alert(
+    store: SqlCaseStore, clock: Clock
+) -> None:
+    async def escalate(person: str, **changes: object) -> object:
+        clock.advance(minutes=2)
+        case = await store.open_case(new_case(person_id=person, **changes))
+        return await store.note_pattern(case, window=600, threshold=3)
+
+    assert await escalate("U1") is None
+    assert await escalate("U1") is None  # the same person twice is one person
+    assert await escalate("U2", address="bo@fabrikam.com") is None  # another organisation
+    assert await escalate("U3", top_cause="device-quarantined") is None  # another cause
+    assert await escalate("U4") is None
+    alert = await escalate("U5")
+    assert alert is not None and alert.new
+    assert alert.organisation == "contoso.com" and alert.cause == "protocol-disabled"
+    assert len(alert.case_numbers) == 4  # U1 twice, U4, U5
+    grown = await escalate("U6")
+    assert grown is not None and not grown.new and grown.id == alert.id
+    assert len(grown.case_numbers) == 5
+    clock.advance(minutes=30)
+    assert await escalate("U7") is None  # the window has passed; the count starts again

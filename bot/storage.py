@@ -25,9 +25,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
+    and_,
     delete,
     event,
     insert,
+    or_,
     select,
     text,
     update,
@@ -221,6 +223,48 @@ class SqlStore:
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
+        return [_from_row(r) for r in rows]
+
+    # --- leases on running diagnoses ----------------------------------------------------------
+
+    async def hold(self, id: str, owner: str, lease: float) -> bool:
+        """Take or renew the lease on a running diagnosis. False once it has ended (or when
+        another replica holds a lease that has not lapsed)."""
+        now = self._clock()
+        mine_or_free = or_(
+            diagnoses.c.lease_owner.is_(None),
+            diagnoses.c.lease_owner == owner,
+            diagnoses.c.lease_until < now,
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(diagnoses)
+                .where(diagnoses.c.id == id, diagnoses.c.state == "running", mine_or_free)
+                .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease))
+            )
+        return bool(result.rowcount == 1)
+
+    async def fail_lapsed(self, message: str, *, unleased_after: float) -> list[StoredDiagnosis]:
+        """Fail running diagnoses whose replica stopped renewing its lease (it died), and those
+        never leased that are older than `unleased_after` seconds. One conditional UPDATE: the
+        replica that fails a diagnosis is the one that tells the person."""
+        now = self._clock()
+        lapsed = or_(
+            diagnoses.c.lease_until < now,
+            and_(
+                diagnoses.c.lease_until.is_(None),
+                diagnoses.c.created_at < now - timedelta(seconds=unleased_after),
+            ),
+        )
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    update(diagnoses)
+                    .where(diagnoses.c.state == "running", lapsed)
+                    .values(state="failed", error=message, updated_at=now, lease_owner=None)
+                    .returning(*diagnoses.c)
+                )
+            ).all()
         return [_from_row(r) for r in rows]
 
     # --- follow-ups --------------------------------------------------------------------------

@@ -304,3 +304,52 @@ async def test_replicas_starting_together_migrate_once(postgres_server: str) -> 
     finally:
         await store.close()
         await reset_database(postgres_server)
+
+
+# --- leases on running diagnoses ---------------------------------------------------------------
+
+
+class HandClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_replica_that_dies_mid_diagnosis_has_it_failed_once(database_url: str) -> None:
+    await migrate(database_url)
+    clock = HandClock()
+    a = SqlStore.from_url(database_url, clock=clock)
+    b = SqlStore.from_url(database_url, clock=clock)
+    try:
+        await a.create(diagnosis("alive"))
+        await a.create(diagnosis("dead", person="U-BO"))
+        await a.create(diagnosis("never-leased", person="U-CY"))
+        assert await a.hold("alive", "replica-a", lease=30)
+        assert await a.hold("dead", "replica-a", lease=30)
+        assert not await b.hold("alive", "replica-b", lease=30)  # a still holds it
+        clock.now += timedelta(seconds=20)
+        assert await a.hold("alive", "replica-a", lease=30)  # heartbeat
+        clock.now += timedelta(seconds=15)  # "dead" was last renewed 35 s ago
+        failed = await asyncio.gather(
+            a.fail_lapsed("The server stopped; run it again.", unleased_after=300),
+            b.fail_lapsed("The server stopped; run it again.", unleased_after=300),
+        )
+        assert sorted(d.id for batch in failed for d in batch) == ["dead"]
+        dead = await a.get("dead")
+        assert dead is not None and dead.state == "failed"
+        assert dead.error == "The server stopped; run it again."
+        assert not await a.hold("dead", "replica-a", lease=30)  # ended: nothing to hold
+        clock.now = T0 + timedelta(seconds=290)
+        assert await a.hold("alive", "replica-a", lease=30)  # still renewed
+        clock.now = T0 + timedelta(seconds=301)
+        late = await b.fail_lapsed("stopped", unleased_after=300)
+        assert [d.id for d in late] == ["never-leased"]
+        alive = await a.get("alive")
+        assert alive is not None and alive.state == "running"
+    finally:
+        await a.close()
+        await b.close()
+        if database_url.startswith("postgresql"):
+            await reset_database(database_url)

@@ -7,10 +7,12 @@ The JSON shape of `Report` is a public contract (DESIGN.md, "Report"): change it
 
 from __future__ import annotations
 
+import hashlib
+import json
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 REPORT_SCHEMA: Literal["mailfix.report/1"] = "mailfix.report/1"
 
@@ -61,13 +63,39 @@ class Step(_Frozen):
 
 
 class Remediation(_Frozen):
-    """A fix an admin may approve. Filled in by tenant checks; network checks leave it None."""
+    """A fix an admin may approve: what, the exact operation and target, a precondition, an
+    idempotency key. Built by `checks.remedies.propose` for tenant findings; network checks
+    leave it None; `checks.remedies` plans and applies it.
 
-    id: str
-    title: str
+    Report contract: `id`, `title`, `api`, `action`, `params` are the original fields; the
+    others were added later with defaults, so a remediation stored before them still reads.
+    """
+
+    id: str  # the operation: enable-protocol | release-device | enable-exchange-plan | …
+    title: str  # words for the approver: "Switch ActiveSync on for ana@contoso.com"
     api: Literal["graph", "exo"]
-    action: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    action: str  # the cmdlet ("Set-CASMailbox") or Graph method and path template
+    params: dict[str, Any] = Field(default_factory=dict)  # the operation's arguments
+    target: str = ""  # the object it changes: a mailbox address or a directory object id
+    operation: str = ""  # the exact operation written out, as an admin would type or send it
+    precondition: str = ""  # what must hold before it is applied (the executor reads it first)
+    idempotency_key: str = ""  # the same fix for the same object always has the same key
+    hard_to_undo: bool = False  # restore a user, enable an account: may need two approvers
+    verify: list[str] = Field(default_factory=list)  # checks to run again after applying
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_key(cls, data: Any) -> Any:
+        """A remediation stored before idempotency keys existed gets one from its content."""
+        if isinstance(data, dict) and not data.get("idempotency_key"):
+            content = json.dumps(
+                [data.get("id"), data.get("target", ""), data.get("params") or {}],
+                sort_keys=True,
+                default=str,
+            )
+            digest = hashlib.sha256(content.encode()).hexdigest()[:16]
+            data = {**data, "idempotency_key": f"{data.get('id')}:{digest}"}
+        return data
 
 
 class Finding(_Frozen):

@@ -427,6 +427,26 @@ def _what_if_body(user_id: str, app: AppContext) -> dict[str, Any]:
     }
 
 
+# What-If analysisReasons naming conditions on details mailfix cannot give Graph (§5.3:
+# "Sign-in details you omit can't be evaluated for policies that use that condition").
+_UNSEEN = {
+    "notEnoughInformation": "details Graph's What-If could not evaluate",
+    "location": "the IP address the person connects from",
+    "devicePlatform": "the device's operating system",
+    "devices": "the device's properties (the device filter)",
+    "signInRisk": "the sign-in risk Entra ID assigns",
+    "userRisk": "the account's user risk",
+    "insiderRisk": "the account's insider risk",
+    "authenticationFlow": "how the sign-in was transferred (authentication flows)",
+    "time": "the time of the sign-in",
+}
+
+
+def _supplied(reasons: set[str], app: AppContext) -> bool:
+    """Did mailfix tell Graph a detail behind `reasons`? (then the mismatch is real)"""
+    return "devicePlatform" in reasons and app.platform is not None
+
+
 def _reasons(value: Any) -> set[str]:
     if isinstance(value, list):
         return {str(v).strip() for v in value}
@@ -460,16 +480,15 @@ async def _what_if(
         for row in rows:
             policy = ConditionalAccessPolicy.model_validate(row)
             reasons = _reasons(row.get("analysisReasons"))
+            unknown: tuple[str, ...] = ()
             if row.get("policyApplies") is True:
                 applies = Tri.YES
-            elif "notEnoughInformation" in reasons:
+            elif reasons and reasons <= set(_UNSEEN) and not _supplied(reasons, app):
+                # It does not apply only for want of what mailfix could not tell Graph.
                 applies = Tri.UNKNOWN
+                unknown = tuple(dict.fromkeys(_UNSEEN[r] for r in sorted(reasons)))
             else:
                 applies = Tri.NO
-            unknown: tuple[str, ...] = ()
-            if applies is Tri.UNKNOWN:
-                mine = ca.evaluate_policy(policy, sign_in)
-                unknown = mine.unknown or ("details Graph's What-If could not evaluate",)
             result = ca.PolicyResult(policy, applies, unknown=unknown)
             if policy.state == PolicyState.ENABLED:
                 enabled.append(result)

@@ -19,8 +19,8 @@ from slack_sdk.models.views import View
 
 from cards.limits import adaptive_problems, slack_problems
 
-# tests/ -> repo root -> its parent holds shared/ (never downloaded: schemas/README.md)
-SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+# Vendored official schemas, read offline (source and version: tests/schemas/README.md).
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 # Keys Teams understands but the Adaptive Card schema (additionalProperties: false) does not.
 TEAMS_ONLY_KEYS = ("msteams",)

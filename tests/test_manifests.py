@@ -1,6 +1,6 @@
 """The Slack manifest and the Teams package, against the official schemas (read offline).
 
-Schemas come from `../shared/schemas/` (schemas/README.md), never from the network.
+Schemas are vendored in `tests/schemas/` (source and version in its README), never downloaded.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from bot.manifests import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+SCHEMAS = ROOT / "tests" / "schemas"
 URL = "https://bot.example.com"
 BOT_ID = "9e4cbd1c-6d2f-4f51-8b5a-7a0e1c4b2f11"
 SLACK_REMOTE = "https://raw.githubusercontent.com/slackapi/manifest-schema/v0.5.0/schemas/"
@@ -311,3 +311,52 @@ def test_cli_refuses_bad_urls_with_exit_2(
     assert err.startswith("mailfix: error: ") and err.count("\n") == 1
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+# --- the repository stands alone ------------------------------------------------------------
+
+
+def test_the_vendored_schemas_are_all_listed_with_their_source() -> None:
+    readme = (SCHEMAS / "README.md").read_text(encoding="utf-8")
+    files = sorted(p.name for p in SCHEMAS.glob("*.json"))
+    assert files == [
+        "adaptive-card-1.5.json",
+        "adaptive-card-host-config.json",
+        "slack-manifest-1.0.0.schema.json",
+        "slack-manifest-2.0.0.schema.json",
+        "slack-manifest.schema.json",
+        "teams-manifest-v1.30.schema.json",
+    ]
+    for name in files:
+        assert f"| {name} | https://github.com/" in readme, f"{name}: source not noted"
+        json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
+    # byte-for-byte copies: git must not rewrite the Teams file's CRLF line endings
+    assert b"\r\n" in (SCHEMAS / "teams-manifest-v1.30.schema.json").read_bytes()
+    assert (SCHEMAS / ".gitattributes").read_text(encoding="utf-8").split() == ["*", "-text"]
+
+
+def test_nothing_in_the_repository_reads_outside_it() -> None:
+    """`git clone` alone must be enough: no path to a sibling `shared/` folder anywhere."""
+    import re
+    import subprocess
+
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    sibling = "sha" + "red"  # spelled apart so this test does not find itself
+    outside = re.compile(
+        rf"\.\./{sibling}|/work/{sibling}|[\"']{sibling}[\"']\s*/|/\s*[\"']{sibling}[\"']"
+    )
+    offenders = []
+    for name in filter(None, tracked):
+        path = ROOT / name.decode()
+        if path.suffix not in {".py", ".toml", ".cfg", ".ini", ".yaml", ".yml", ".sh", ".js"} and (
+            path.name not in {"Makefile", "Dockerfile", "run"}
+        ):
+            continue
+        if not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if outside.search(line):
+                offenders.append(f"{name.decode()}:{number}: {line.strip()}")
+    assert offenders == []

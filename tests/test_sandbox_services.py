@@ -1,6 +1,6 @@
 """The sandbox's HTTP roles, driven over loopback HTTP and checked against the reference shapes.
 
-Reference: /work/shared/reference/exchange-online-diagnostics.md (§ numbers in the tests).
+Reference: the team's Exchange Online diagnostics reference (§ numbers in the tests).
 """
 
 from __future__ import annotations

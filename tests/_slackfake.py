@@ -96,6 +96,8 @@ class FakeSlack:
             BO: {"name": "bo", "real_name": "Bo Chen", "email": "bo@contoso.com"},
         }
     )
+    # user-group id (S…) -> member user ids (usergroups.users.list)
+    usergroups: dict[str, list[str]] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: TestServer | None = None
@@ -169,7 +171,7 @@ class FakeSlack:
         answer = getattr(self, "_" + method.replace(".", "_"), None)
         if answer is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
-        return web.json_response({"ok": True, **answer(body)})
+        return web.json_response({"ok": True, **answer(body)})  # an answer may set ok: False
 
     async def _socket_mode(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -275,6 +277,12 @@ class FakeSlack:
     def _conversations_open(self, body: dict[str, Any]) -> dict[str, Any]:
         user = str(body.get("users", "")).split(",")[0]
         return {"channel": {"id": f"D{user}"}}
+
+    def _usergroups_users_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        group = str(body.get("usergroup", ""))
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"users": list(self.usergroups[group])}
 
     def _users_info(self, body: dict[str, Any]) -> dict[str, Any]:
         uid = str(body.get("user", ""))

@@ -196,6 +196,7 @@ class TenantClient:
         self.login_requests: list[str] = []  # what msal sent (URLs only), for evidence
         self._tokens: dict[str, auth.Token] = {}
         self._token_locks: dict[str, asyncio.Lock] = {}
+        self._token_errors: dict[str, TenantError] = {}
 
     @property
     def tenant(self) -> str:
@@ -206,11 +207,18 @@ class TenantClient:
     async def _token(self, scope: str) -> str:
         lock = self._token_locks.setdefault(scope, asyncio.Lock())
         async with lock:
+            failed = self._token_errors.get(scope)
+            if failed is not None:  # one refusal per diagnosis is enough; do not ask again
+                raise failed
             token = self._tokens.get(scope)
             if token is None or token.expires_at - 60 < time.monotonic():
-                token = await auth.acquire_token(
-                    self.settings, self.cloud, self.net, scope, deadline=self.deadline
-                )
+                try:
+                    token = await auth.acquire_token(
+                        self.settings, self.cloud, self.net, scope, deadline=self.deadline
+                    )
+                except TenantError as exc:
+                    self._token_errors[scope] = exc
+                    raise
                 self.login_requests.extend(token.requests)
                 self._tokens[scope] = token
             return token.value

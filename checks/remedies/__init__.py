@@ -1,3 +1,23 @@
-"""Typed fixes an admin may approve (issue 6 item 4): builders in `propose`, executors that
-check, plan and apply them through the tenant client (see `checks.remedies.api`).
+"""Typed fixes an admin may approve (issue 6 item 4).
+
+- `checks.remedies.propose`: the builders tenant checks call (a `Remediation` per fix).
+- `plan`, `apply`, `canonical` (`checks.remedies.api`): what the approval flow and
+  `mailfix fix` call; `FixResult`, `Outcome`, `PlannedRequest` are what they return.
+- `checks.remedies.verify`: run the affected checks again after a fix.
 """
+
+from __future__ import annotations
+
+from checks.remedies.api import apply, canonical, plan
+from checks.remedies.executors import InvalidProposal
+from checks.remedies.results import FixResult, Outcome, PlannedRequest
+
+__all__ = [
+    "FixResult",
+    "InvalidProposal",
+    "Outcome",
+    "PlannedRequest",
+    "apply",
+    "canonical",
+    "plan",
+]

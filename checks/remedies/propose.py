@@ -53,7 +53,8 @@ class Protocol:
     name: str  # the builder's name: "ActiveSync"
     parameter: str  # the Set-CASMailbox parameter: "ActiveSyncEnabled"
     on: bool  # the value that switches the protocol on
-    words: str  # what a person calls it
+    words: str  # what an admin calls it
+    short: str  # what the person calls it
     again: str  # what the person does once it is on
 
 
@@ -65,19 +66,35 @@ PROTOCOLS: dict[str, Protocol] = {
             "ActiveSyncEnabled",
             True,
             "Exchange ActiveSync (the phone's built-in mail app)",
+            "ActiveSync",
             "add the account again on your phone",
         ),
-        Protocol("Imap", "ImapEnabled", True, "IMAP", "try your mail app again"),
-        Protocol("Pop", "PopEnabled", True, "POP", "try your mail app again"),
-        Protocol("Mapi", "MAPIEnabled", True, "MAPI (Outlook for Windows)", "restart Outlook"),
-        Protocol("Ews", "EwsEnabled", True, "Exchange Web Services", "restart your mail app"),
+        Protocol("Imap", "ImapEnabled", True, "IMAP", "IMAP", "try your mail app again"),
+        Protocol("Pop", "PopEnabled", True, "POP", "POP", "try your mail app again"),
         Protocol(
-            "Owa", "OWAEnabled", True, "Outlook on the web", "sign in to Outlook on the web again"
+            "Mapi", "MAPIEnabled", True, "MAPI (Outlook for Windows)", "Outlook", "restart Outlook"
+        ),
+        Protocol(
+            "Ews",
+            "EwsEnabled",
+            True,
+            "Exchange Web Services",
+            "Exchange Web Services",
+            "restart your mail app",
+        ),
+        Protocol(
+            "Owa",
+            "OWAEnabled",
+            True,
+            "Outlook on the web",
+            "Outlook on the web",
+            "sign in to Outlook on the web again",
         ),
         Protocol(
             "OutlookMobile",
             "OutlookMobileEnabled",
             True,
+            "Outlook for iOS and Android",
             "Outlook for iOS and Android",
             "open Outlook on your phone again",
         ),
@@ -87,6 +104,7 @@ PROTOCOLS: dict[str, Protocol] = {
             "SmtpClientAuthenticationDisabled",
             False,
             "SMTP AUTH (sending from a mail app or device)",
+            "Sending mail from your app or device",
             "send a test message from your app or device",
         ),
     )

@@ -432,9 +432,10 @@ def _exo_unreachable(client: Client, h: CloudHosts) -> list[str]:
 
 
 def _tls_inspection(client: Client, h: CloudHosts) -> list[str]:
+    device = "phone" if client is Client.MOBILE else "computer"
     return [
         "You: on hotel or guest Wi-Fi, open a web page first and accept the portal's terms; "
-        "check that your computer's date and time are right.",
+        f"check that your {device}'s date and time are right.",
         "Helpdesk: something on the network replaces Microsoft's certificates (TLS "
         f"inspection). Exclude {h.exo}, {h.autodiscover_pox} and the other Microsoft 365 "
         "hosts from inspection; Microsoft does not support inspecting that traffic.",

@@ -18,6 +18,7 @@ import typer
 from pydantic import ValidationError
 from typer.exceptions import TyperException
 
+from bot.fix_cli import fix_command
 from checks.address import InvalidAddress, parse_address
 from checks.models import Client
 from checks.runner import DEFAULT_DEADLINE, MAX_DEADLINE, diagnose
@@ -196,6 +197,9 @@ def manifests_command(
         raise BadInput(str(exc)) from exc
     for path in written:
         typer.echo(str(path))
+
+
+app.command("fix")(fix_command)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

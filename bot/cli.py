@@ -1,4 +1,4 @@
-"""The `mailfix` command line: diagnose, serve, demo, manifests, audit.
+"""The `mailfix` command line: diagnose, serve, demo, manifests, audit, doctor.
 
 Contract (DESIGN.md, "CLI"): exit 0 when a report was produced, whatever it found; exit 2 with
 one line on stderr and no traceback on bad input. `--json` prints exactly one report object.
@@ -181,6 +181,21 @@ def audit_command(
     assert isinstance(settings, Settings)
     entries = asyncio.run(read_trail(settings, case_number=case, since=when))
     typer.echo(render(entries, as_json=as_json))
+
+
+@app.command("doctor")
+def doctor_command() -> None:
+    """Post a test card to the helpdesk channel(s) and say plainly what is wrong if it fails."""
+    from bot.doctor import run_doctor
+    from bot.settings import Settings
+
+    settings = load_settings()
+    assert isinstance(settings, Settings)
+    findings = asyncio.run(run_doctor(settings))
+    for finding in findings:
+        typer.echo(finding.line())
+    if any(f.ok is False for f in findings):
+        raise typer.Exit(1)
 
 
 @app.command("manifests")

@@ -88,6 +88,8 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     # method -> Slack error code to answer with (e.g. {"chat.postEphemeral": "channel_not_found"})
     errors: dict[str, str] = field(default_factory=dict)
+    # method -> extra fields of that error answer (e.g. missing_scope's "needed" and "provided")
+    error_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     # method -> event the handler waits for before answering (to prove the bot does not wait)
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(
@@ -167,7 +169,8 @@ class FakeSlack:
         if request.headers.get("Authorization") != f"Bearer {token}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if method in self.errors:
-            return web.json_response({"ok": False, "error": self.errors[method]})
+            extra = self.error_fields.get(method, {})
+            return web.json_response({"ok": False, "error": self.errors[method], **extra})
         answer = getattr(self, "_" + method.replace(".", "_"), None)
         if answer is None:
             return web.json_response({"ok": False, "error": "unknown_method"})

@@ -61,7 +61,9 @@ class Turn(_Frozen):
 class CardSpec(_Frozen):
     """A card to render: which template, with what data. `cards/` turns it into JSON."""
 
-    template: Literal["intake", "progress", "results", "escalation", "error", "notice", "home"]
+    template: Literal[
+        "intake", "progress", "results", "escalation", "error", "notice", "home", "case", "alert"
+    ]
     data: dict[str, Any] = Field(default_factory=dict)
 
 

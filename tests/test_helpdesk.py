@@ -1,0 +1,225 @@
+"""The helpdesk loop, platform-neutral, on a real database: the story from escalation to the
+person being told, and the possible-outage alert.
+
+The channel is a recorder standing in for Slack/Teams (their adapters have their own tests over
+the fake Web API and Bot Connector); the executor stands in for `checks.remedies`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from _db import reset_database
+
+from bot.case_store import SqlCaseStore
+from bot.storage import SqlStore, create_engine, migrate
+from checks.models import Cause, Client, Finding, Remediation, Report, Side, Status
+from dialogs.approval import Actor, Approvals
+from dialogs.cases import Case, CaseState, Decision, DecisionOutcome, ProposalState
+from dialogs.helpdesk import Helpdesk, Posted, Receipt
+from dialogs.models import CardSpec, Person, Platform
+from dialogs.store import StoredDiagnosis
+
+ANA = Person(id="U0ANA", name="Ana Lima", email="ana@contoso.com", workspace="T0001")
+AGENT = Actor("U0AGENT", "Sam Agent", "slack", "T0001")
+BOSS = Actor("U0BOSS", "Bo Admin", "slack", "T0001")
+
+FIX = Remediation(
+    id="enable-protocol",
+    title="Switch ActiveSync on for ana@contoso.com",
+    api="exo",
+    action="Set-CASMailbox",
+    params={"Identity": "ana@contoso.com", "ActiveSyncEnabled": True},
+    target="ana@contoso.com",
+    operation="Set-CASMailbox -Identity ana@contoso.com -ActiveSyncEnabled $true",
+    idempotency_key="enable-protocol:ana@contoso.com:ActiveSync",
+    verify=["tenant.mailbox"],
+)
+
+
+class Channel:
+    """Records what the adapter would have sent."""
+
+    def __init__(self) -> None:
+        self.posts: list[CardSpec] = []
+        self.updates: list[tuple[dict[str, Any], CardSpec]] = []
+        self.told: list[tuple[int, str]] = []
+
+    async def post(self, platform: Platform, card: CardSpec) -> Posted:
+        self.posts.append(card)
+        return Posted("#it-helpdesk", ref={"channel": "C0HELP", "ts": f"{len(self.posts)}.0"})
+
+    async def update(self, ref: dict[str, Any], card: CardSpec) -> bool:
+        self.updates.append((ref, card))
+        return True
+
+    async def tell(self, case: Case, text: str) -> None:
+        self.told.append((case.number, text))
+
+
+class Directory:
+    async def is_approver(self, actor: Actor) -> bool:
+        return actor.id == BOSS.id
+
+
+async def apply_fix(remediation: Remediation) -> tuple[bool, dict[str, Any]]:
+    return True, {
+        "outcome": "applied",
+        "message": "ActiveSync is switched on for your mailbox — add the account again on "
+        "your phone.",
+        "sent": [{"method": "POST", "url": "https://outlook.office365.com/adminapi/beta/t/x"}],
+    }
+
+
+async def recheck(case: Case, checks: list[str]) -> list[Finding]:
+    return [Finding(check=c, status=Status.PASS, summary="ActiveSync is on.") for c in checks]
+
+
+@pytest.fixture
+async def helpdesk(database_url: str) -> AsyncIterator[tuple[Helpdesk, Channel, SqlStore]]:
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    store = SqlCaseStore(engine)
+    channel = Channel()
+    approvals = Approvals(store, apply_fix=apply_fix, approvers=Directory(), owner="r1")
+    desk = Helpdesk(store, channel, approvals, recheck=recheck)
+    try:
+        yield desk, channel, SqlStore(engine)
+    finally:
+        await engine.dispose()
+        if database_url.startswith("postgresql"):
+            await reset_database(database_url)
+
+
+def diagnosis(person: Person = ANA, n: int = 1) -> StoredDiagnosis:
+    at = datetime.now(UTC)
+    report = Report(
+        address="ana@contoso.com",
+        client=Client.MOBILE,
+        duration_ms=900,
+        findings=[
+            Finding(
+                check="tenant.mailbox",
+                status=Status.FAIL,
+                summary="ActiveSync is switched off for this mailbox.",
+                remediation=FIX,
+            ),
+            Finding(check="dns.mx", status=Status.PASS, summary="MX points to Exchange Online."),
+        ],
+        causes=[
+            Cause(
+                id="protocol-disabled",
+                title="ActiveSync is switched off for the mailbox",
+                confidence=0.95,
+                checks=["tenant.mailbox"],
+                side=Side.ADMIN,
+            )
+        ],
+    )
+    return StoredDiagnosis(
+        id=f"d{n}",
+        platform=Platform.SLACK,
+        person_id=person.id,
+        conversation="D0ANA",
+        address="ana@contoso.com",
+        client=Client.MOBILE,
+        app="iphone_mail",
+        symptom="password_prompt",
+        answers={"address": "ana@contoso.com", "app": "iphone_mail", "symptom": "password_prompt"},
+        state="done",
+        report=report,
+        created_at=at,
+        updated_at=at,
+    )
+
+
+async def escalate(
+    desk: Helpdesk, diagnoses: SqlStore, stored: StoredDiagnosis, person: Person
+) -> Receipt:
+    await diagnoses.create(stored)  # as the run did, before anyone could escalate it
+    return await desk.escalate(stored, person)
+
+
+def fact(card: CardSpec, label: str) -> str:
+    return dict(card.data["person"])[label]
+
+
+async def test_the_whole_loop_from_escalation_to_the_person_being_told(
+    helpdesk: tuple[Helpdesk, Channel, SqlStore],
+) -> None:
+    desk, channel, diagnoses = helpdesk
+    receipt = await escalate(desk, diagnoses, diagnosis(), ANA)
+    number = receipt.case.number
+    assert receipt.posted.where == "#it-helpdesk"
+    card = channel.posts[0]
+    assert card.template == "case"
+    assert card.data["title"] == f"Case {number}: Protocol disabled"
+    assert fact(card, "Person") == "Ana Lima" and fact(card, "Address") == "ana@contoso.com"
+    assert card.data["state"] == "Open: nobody has taken it yet"
+    [proposal] = card.data["proposals"]
+    assert proposal["title"] == FIX.title and proposal["open"]
+    assert proposal["state"] == "Waiting for approval"
+
+    assert await desk.claim(number, AGENT) is not None
+    assert await desk.claim(number, BOSS) is None  # taken already
+    assert channel.updates[-1][1].data["state"] == "Taken by Sam Agent"
+    assert channel.told[-1] == (
+        number,
+        f"Sam Agent from the helpdesk has taken your case {number}.",
+    )
+
+    await desk.ask(number, AGENT, "  Which phone   do you use? ")
+    assert channel.told[-1][1].endswith("Which phone do you use?")
+    assert await desk.answer(number, "U0SOMEONE-ELSE", "not me") is None
+    answered = await desk.answer(number, ANA.id, "An iPhone 15")
+    assert answered is not None and answered.state is CaseState.CLAIMED
+    assert channel.updates[-1][1].data["questions"] == [
+        ("Sam Agent", "Which phone do you use?"),
+        ("Ana Lima", "An iPhone 15"),
+    ]
+
+    refused = await desk.decide(proposal["id"], AGENT, Decision.APPROVE)
+    assert refused.refused and refused.outcome is None
+    approved = await desk.decide(proposal["id"], BOSS, Decision.APPROVE)
+    assert approved.outcome is DecisionOutcome.APPROVED
+    assert approved.applied is not None and approved.applied.state is ProposalState.APPLIED
+    assert channel.told[-1][1].startswith("ActiveSync is switched on for your mailbox")
+    shown = channel.updates[-1][1].data["proposals"][0]
+    assert shown["state"] == "Applied"
+    assert shown["decisions"][0].startswith("Approved by Bo Admin, ")
+    assert shown["sent"] == ["POST https://outlook.office365.com/adminapi/beta/t/x"]
+    assert shown["recheck"] == [("tenant.mailbox", "passes now")]
+
+    assert await desk.resolve(number, AGENT) is not None
+    assert channel.updates[-1][1].data["state"] == "Resolved (Sam Agent)"
+    trail = [e.action for e in await desk.cases.trail(case_number=number)]
+    assert trail == [
+        "case.opened",
+        "proposal.made",
+        "case.claimed",
+        "case.asked",
+        "case.answered",
+        "proposal.refused",
+        "proposal.approved",
+        "fix.applying",
+        "fix.applied",
+        "recheck.done",
+        "case.resolved",
+    ]
+
+
+async def test_three_people_with_one_cause_make_one_alert_that_grows(
+    helpdesk: tuple[Helpdesk, Channel, SqlStore],
+) -> None:
+    desk, channel, diagnoses = helpdesk
+    for n, name in enumerate(("Ana", "Bo", "Cy", "Di"), start=1):
+        person = Person(id=f"U0{name.upper()}", name=name, workspace="T0001")
+        await escalate(desk, diagnoses, diagnosis(person, n), person)
+    alerts = [c for c in channel.posts if c.template == "alert"]
+    assert len(alerts) == 1
+    assert alerts[0].data["count"] == 3 and alerts[0].data["people"] == ["Ana", "Bo", "Cy"]
+    grown = [card for _, card in channel.updates if card.template == "alert"]
+    assert grown and grown[-1].data["count"] == 4

@@ -80,6 +80,15 @@ class Settings(CheckSettings):
     helpdesk_slack_channel: str | None = None
     helpdesk_teams_channel: str | None = None
     approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A proposed fix nobody approved in this many hours expires.
+    proposal_expiry_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    # Restoring a deleted user or enabling an account then needs two different approvers.
+    two_approvers_for_hard_fixes: bool = False
+    # Possible-outage alert: this many people with one cause in one organisation within the window.
+    pattern_threshold: int = Field(default=3, ge=2)
+    pattern_window_minutes: float = Field(default=10.0, gt=0, le=24 * 60)
+    # Diagnoses, resolved cases, audit entries and button presses older than this are deleted.
+    retention_days: int = Field(default=90, ge=1)
 
     # --- storage -----------------------------------------------------------------------------
     state_dir: Path = Field(default_factory=default_state_dir)

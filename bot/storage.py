@@ -326,6 +326,18 @@ class SqlStore:
             )
         return int(result.rowcount or 0)
 
+    async def forget_diagnoses(self, older_than: timedelta) -> int:
+        """Retention: delete ended diagnoses (and their follow-ups) untouched for `older_than`.
+        A case keeps its own copy of what the helpdesk needs; its link is cleared."""
+        cutoff = self._clock() - older_than
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(diagnoses).where(
+                    diagnoses.c.updated_at < cutoff, diagnoses.c.state != "running"
+                )
+            )
+        return int(result.rowcount or 0)
+
     # --- conversation references (Teams proactive messages) ----------------------------------
 
     async def save_conversation_ref(

@@ -30,7 +30,7 @@ class Finding:
         return f"{mark} {self.what}: {self.text}"
 
 
-def _slack_problem(error: str, data: dict[str, Any], channel: str) -> str:
+def slack_problem(error: str, data: dict[str, Any], channel: str) -> str:
     if error == "channel_not_found":
         return (
             f"there is no channel {channel} the bot can see. Use the channel id (C…, at the "
@@ -67,7 +67,7 @@ async def check_slack(settings: Settings) -> list[Finding]:
     except SlackApiError as exc:
         data = dict(exc.response.data) if isinstance(exc.response.data, dict) else {}
         error = str(data.get("error", "error"))
-        return [Finding(False, "Slack sign-in", _slack_problem(error, data, "-"))]
+        return [Finding(False, "Slack sign-in", slack_problem(error, data, "-"))]
     results.append(
         Finding(True, "Slack sign-in", f"signed in as @{who.get('user')} in {who.get('team')}.")
     )
@@ -99,7 +99,7 @@ async def check_slack(settings: Settings) -> list[Finding]:
         data = dict(exc.response.data) if isinstance(exc.response.data, dict) else {}
         error = str(data.get("error", "error"))
         results.append(
-            Finding(False, "Slack helpdesk channel", _slack_problem(error, data, channel))
+            Finding(False, "Slack helpdesk channel", slack_problem(error, data, channel))
         )
         return results
     results.append(

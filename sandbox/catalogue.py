@@ -21,6 +21,7 @@ from checks.settings import Cloud
 from sandbox.ca import CertKind
 from sandbox.dns_server import DnsFaultKind
 from sandbox.scenario import (
+    CAUSE_IDS,
     CertSpec,
     DnsFault,
     Expectation,
@@ -58,6 +59,8 @@ OUTLOOK, MOBILE, IMAP, POP, SMTP, WEB = (
     Client.WEB,
 )
 DEVICE = "device-or-app"
+# PLAN "New cause ids": service-incident replaces service-degraded.
+SERVICE_INCIDENT = "service-incident" if "service-incident" in CAUSE_IDS else "service-degraded"
 
 # What "all is well" looks like per client, for the checks that client certainly runs.
 HEALTHY: dict[Client, dict[str, Status]] = {
@@ -729,7 +732,7 @@ def _build() -> dict[str, Scenario]:
             [
                 only(
                     MOBILE,
-                    "service-degraded",
+                    SERVICE_INCIDENT,
                     {"net.https": P, "activesync.endpoint": F, "autodiscover.v2": F},
                 )
             ],

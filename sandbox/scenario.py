@@ -38,12 +38,15 @@ from sandbox.services.configs import (
     AutodiscoverRedirectConfig,
     AutodiscoverSConfig,
     ExoConfig,
+    GraphConfig,
     LoginConfig,
     Mailbox,
     RealmInfo,
     ServiceConfig,
     WebsiteConfig,
 )
+from sandbox.tenant.hosts import tenant_hosts
+from sandbox.tenant.models import TenantData
 
 # Expectations are validated against the engine's own ids, so a typo fails at import, not as
 # a puzzling test failure.
@@ -245,6 +248,9 @@ class Scenario(_Frozen):
     dns_latency_ms: int = Field(default=0, ge=0)
     hosts: tuple[Host, ...] = ()
     expect: tuple[Expectation, ...] = ()
+    # The tenant behind the login host, Graph and the Exchange admin API (None: no tenant data;
+    # tokens are refused with "tenant not found").
+    tenant: TenantData | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> Scenario:
@@ -313,6 +319,11 @@ def microsoft_cert(cloud: Cloud, *, kind: CertKind = CertKind.VALID) -> CertSpec
     return CertSpec(kind=kind, names=tuple(ordered), organization="Microsoft Corporation")
 
 
+def graph_cert(cloud: Cloud) -> CertSpec:
+    graph = tenant_hosts(cloud).graph
+    return CertSpec(names=(graph, "*." + graph), organization="Microsoft Corporation")
+
+
 def login_cert(cloud: Cloud) -> CertSpec:
     login = hosts_for(cloud).login
     return CertSpec(
@@ -342,7 +353,7 @@ def microsoft_hosts(
 
     Roles you can override (each a dict of `Listener` fields; `app`/`mail` dicts merge into the
     existing config): exo_https, exo_imap, exo_pop, smtp, autodiscover_http, autodiscover_https,
-    autodiscover_s, login. Example: `microsoft_hosts(exo_imap={"fault": Fault.REFUSED})`.
+    autodiscover_s, login, graph. Example: `microsoft_hosts(exo_imap={"fault": Fault.REFUSED})`.
     `realms` maps a domain (Unicode or A-label) to how Entra ID sees it; absent = Unknown.
     """
     ch = hosts_for(cloud)
@@ -407,6 +418,14 @@ def microsoft_hosts(
                 port=443, protocol=Protocol.HTTPS, app=LoginConfig(host=ch.login, domains=realm_map)
             ),
         ),
+        "graph": (
+            tenant_hosts(cloud).graph,
+            Listener(
+                port=443,
+                protocol=Protocol.HTTPS,
+                app=GraphConfig(host=tenant_hosts(cloud).graph),
+            ),
+        ),
     }
     unknown = set(overrides) - set(roles)
     if unknown:
@@ -422,7 +441,13 @@ def microsoft_hosts(
             by_host[host_name].append(lst)
     hosts = []
     for host_name, listeners in by_host.items():
-        cert = login_cert(cloud) if host_name == ch.login else ms
+        cert = (
+            login_cert(cloud)
+            if host_name == ch.login
+            else graph_cert(cloud)
+            if host_name == tenant_hosts(cloud).graph
+            else ms
+        )
         hosts.append(
             Host(names=(host_name,), listeners=tuple(listeners), cert=cert, latency_ms=latency_ms)
         )

@@ -38,6 +38,7 @@ from sandbox.mail import MAX_LINE, TLS_HANDSHAKE_TIMEOUT, MailServer
 from sandbox.scenario import CertSpec, Fault, Host, Listener, Protocol, Scenario, a_label
 from sandbox.services import build_app
 from sandbox.services.base import SeenRequest, seen_requests
+from sandbox.tenant.state import TenantState
 
 DNS_HOST = 53  # last octet of the DNS server
 FIRST_HOST = 10  # last octet of the first host
@@ -123,6 +124,10 @@ class World:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._ca_path: Path | None = None
         self._started = False
+        # The live tenant (login, Graph, Exchange admin share it; fixes change it).
+        self.tenant: TenantState | None = (
+            TenantState(scenario.tenant, scenario.cloud) if scenario.tenant is not None else None
+        )
 
     # -- lifecycle --
 
@@ -264,7 +269,7 @@ class World:
         log = self._mail_logs[host.name]
         if listener.protocol in (Protocol.HTTP, Protocol.HTTPS):
             assert listener.app is not None
-            app = build_app(listener.app)
+            app = build_app(listener.app, self.tenant)
             runner = web.AppRunner(
                 app, handle_signals=False, access_log=None, shutdown_timeout=0.25
             )
@@ -325,6 +330,7 @@ class World:
             "allowed_private_networks": [self.network_cidr],
             "cloud": self.scenario.cloud,
         }
+        fields.update(self.tenant_credentials())
         fields.update(overrides)
         return CheckSettings(**fields)
 
@@ -338,7 +344,22 @@ class World:
         }
         if self.scenario.cloud is not Cloud.GLOBAL:
             env["MAILFIX_CLOUD"] = self.scenario.cloud.value
+        for name, value in self.tenant_credentials().items():
+            env[f"MAILFIX_{name.upper()}"] = value
         return env
+
+    def tenant_credentials(self) -> dict[str, str]:
+        """tenant_id, client_id and client_secret of the scenario's app (first valid secret);
+        empty without tenant data. The sandbox's secrets are test data, not credentials."""
+        tenant = self.scenario.tenant
+        if tenant is None:
+            return {}
+        out = {"tenant_id": tenant.tenant_id, "client_id": tenant.app.client_id}
+        secret = next((s for s in tenant.app.secrets if not s.expired), None)
+        secret = secret or next(iter(tenant.app.secrets), None)
+        if secret is not None:
+            out["client_secret"] = secret.value
+        return out
 
     def network(self, **kwargs: Any) -> Network:
         """A seam for this world (use it as `async with world.network() as net`)."""

@@ -10,7 +10,7 @@ Protocol facts cite reference/exchange-online-diagnostics.md (§ numbers below).
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -183,6 +183,15 @@ class OnPremConfig(_Frozen):
     faults: Faults = NO_FAULTS
 
 
+class GraphConfig(_Frozen):
+    """graph.microsoft.com (or the cloud's Graph host, §5, §7): Microsoft Graph over the world's
+    tenant (`sandbox.tenant.graph`). Without tenant data every token is refused."""
+
+    kind: Literal["graph"] = "graph"
+    host: str = "graph.microsoft.com"
+    faults: Faults = NO_FAULTS
+
+
 class WebsiteConfig(_Frozen):
     """The customer's web server at <domain> / www.<domain> (§2.1 step 2, KB 3049615).
 
@@ -207,23 +216,29 @@ ServiceConfig = (
     | AdfsConfig
     | OnPremConfig
     | WebsiteConfig
+    | GraphConfig
 )
 
 
-def build_app(config: ServiceConfig) -> web.Application:
-    """The aiohttp application that plays `config`'s role."""
+def build_app(config: ServiceConfig, tenant: Any = None) -> web.Application:
+    """The aiohttp application that plays `config`'s role. `tenant` is the world's live
+    `sandbox.tenant.state.TenantState` (None: no tenant data), shared by the login host, Graph
+    and the Exchange admin API."""
     # Imported here: every app imports this module, so a top-level import would be circular.
     from sandbox.services import adfs, autodiscover, exo, login, onprem, website  # noqa: PLC0415
+    from sandbox.tenant import graph  # noqa: PLC0415
 
     match config:
         case ExoConfig():
-            return exo.make_app(config)
+            return exo.make_app(config, tenant)
+        case GraphConfig():
+            return graph.make_app(config.host, config.faults, tenant)
         case AutodiscoverRedirectConfig():
             return autodiscover.make_redirect_app(config)
         case AutodiscoverSConfig():
             return autodiscover.make_pox_app(config)
         case LoginConfig():
-            return login.make_app(config)
+            return login.make_app(config, tenant)
         case AdfsConfig():
             return adfs.make_app(config)
         case OnPremConfig():

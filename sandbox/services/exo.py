@@ -16,6 +16,8 @@ from aiohttp import web
 
 from sandbox.services import base, pox, v2
 from sandbox.services.configs import ExoConfig, Mailbox
+from sandbox.tenant import exo_admin
+from sandbox.tenant.state import TenantState
 
 # §2.7: protocol → path on the EXO host (Rest points at outlook.office.com, from config).
 _V2_PATHS = {
@@ -70,7 +72,8 @@ def diagnostic_headers(host: str, counter: Iterator[int]) -> dict[str, str]:
     }
 
 
-def make_app(config: ExoConfig) -> web.Application:
+def make_app(config: ExoConfig, tenant: TenantState | None = None) -> web.Application:
+    """`tenant`: the world's tenant, for the admin API (/adminapi/…, reference §6.3)."""
     counter = itertools.count(1)
     site = pox.Site(
         host=config.exo_host,
@@ -86,6 +89,8 @@ def make_app(config: ExoConfig) -> web.Application:
             title = f"{config.server_error} {HTTPStatus(config.server_error).phrase}"
             return base.html_page(config.server_error, title, headers)
         path = request.path.lower().rstrip("/")
+        if path.startswith("/adminapi/"):
+            return await exo_admin.handle(request, tenant, headers)
         if v2.is_v2_path(path):
             return _autodiscover_v2(request, config, headers)
         if path in ("/autodiscover/autodiscover.xml", "/autodiscover/autodiscover.svc"):

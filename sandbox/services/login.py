@@ -1,4 +1,5 @@
-"""login.microsoftonline.com (or a sovereign login host): home-realm discovery, §4.1.
+"""login.microsoftonline.com (or a sovereign login host): home-realm discovery, §4.1, and the
+tenant side (tokens, OpenID metadata, instance discovery: `sandbox.tenant.token`).
 
 GET /getuserrealm.srf?login=<user-or-domain>[&json=1|&xml=1]
 GET /common/userrealm/<user>?api-version=1.0|2.0
@@ -19,6 +20,8 @@ from aiohttp import web
 
 from sandbox.services import base
 from sandbox.services.configs import LoginConfig, RealmInfo
+from sandbox.tenant import token
+from sandbox.tenant.state import TenantState
 
 _UNKNOWN = RealmInfo(namespace_type="Unknown")
 
@@ -125,11 +128,16 @@ def _headers(config: LoginConfig, counter: Iterator[int]) -> dict[str, str]:
     }
 
 
-def make_app(config: LoginConfig) -> web.Application:
+def make_app(config: LoginConfig, tenant: TenantState | None = None) -> web.Application:
+    """`tenant`: the world's tenant, for tokens and the metadata msal reads
+    (sandbox.tenant.token)."""
     counter = itertools.count(1)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         headers = _headers(config, counter)
+        answer = await token.handle(request, tenant, config.host, headers)
+        if answer is not None:
+            return answer
         path = request.path.lower()
         if path == "/getuserrealm.srf":
             login = base.query_param(request, "login") or ""

@@ -3,8 +3,13 @@
 `client_steps` is what a person can try on their side (reference/playbooks.md §1 for Outlook for
 Windows, §3 for phones, exchange-online-diagnostics.md §7 for the manual server settings).
 `cause_steps` says what to do about one cause, first for the person ("You: …"), then for the
-helpdesk or the admin who owns the fix. Every Microsoft host comes from `CloudHosts`, so the
-words stay right in the government and 21Vianet clouds.
+helpdesk or the admin who owns the fix. The step functions below are the advice each cause
+record in `checks.diagnosis.CAUSES` points at (a cause is declared once, there). Every Microsoft
+host comes from `CloudHosts`, so the words stay right in the government and 21Vianet clouds.
+
+Vantage: the network checks run from where mailfix runs, not from the person's device. Advice
+about a network finding says so, and never tells the person to fix their own network because
+mailfix's network failed.
 
 Nothing here asks for a password or suggests turning security off.
 """
@@ -12,7 +17,7 @@ Nothing here asks for a password or suggests turning security off.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 from checks.cloud import CloudHosts
@@ -149,7 +154,7 @@ def _new_outlook(hosts: CloudHosts, client: Client) -> list[str]:
         "The new Outlook for Windows has no Connection Status or Test E-mail "
         "AutoConfiguration, and Microsoft's Support and Recovery Assistant does not support it.",
         f"Open Outlook on the web ({_web(hosts)}) with the same account. If mail works there, "
-        "your mailbox is fine and the problem is this app or this PC.",
+        "your account and mailbox work, and the problem is this app or this PC.",
         "Remove the account in Settings → Accounts, close Outlook, open it and add the account "
         "again.",
         "If you also have classic Outlook, switch to it (the toggle at the top right) to use "
@@ -160,7 +165,7 @@ def _new_outlook(hosts: CloudHosts, client: Client) -> list[str]:
 def _outlook_mac(hosts: CloudHosts, client: Client) -> list[str]:
     return [
         f"Open Outlook on the web ({_web(hosts)}) with the same account. If mail works there, "
-        "your mailbox is fine and the problem is on this Mac.",
+        "your account and mailbox work, and the problem is on this Mac.",
         "In Outlook, open Settings → Accounts and look for an error next to the account; "
         "remove the account and add it again with your full address.",
         "Install the latest macOS and Outlook updates, then restart the Mac.",
@@ -239,7 +244,7 @@ def client_steps(client: Client, hosts: CloudHosts, app: str | None = None) -> l
     if chosen is None:  # Client.ALL and no app named
         return [
             f"Open Outlook on the web ({_web(hosts)}) with the same account. If mail works "
-            "there, your mailbox is fine and the problem is the app or the device.",
+            "there, your account and mailbox work, and the problem is the app or the device.",
             "Remove the account from the app and add it again.",
             "Update the app and the device, then restart the device.",
             "Tell the helpdesk which app and device you use, and the exact error message.",
@@ -248,11 +253,14 @@ def client_steps(client: Client, hosts: CloudHosts, app: str | None = None) -> l
 
 
 # ---- per cause ---------------------------------------------------------------------------
+# Each function is the advice of one cause record in `checks.diagnosis.CAUSES`.
 
-_CauseSteps = Callable[[Client, CloudHosts], list[str]]
+CauseAdvice = Callable[[Client, CloudHosts], list[str]]
+
+_FROM_MAILFIX = "mailfix tested from the network it runs on, not from your device"
 
 
-def _autodiscover_dns_missing(client: Client, h: CloudHosts) -> list[str]:
+def autodiscover_dns_missing(client: Client, h: CloudHosts) -> list[str]:
     you = (
         f"You: until it is fixed, set the account up by hand with server {h.exo}."
         if client in (Client.MOBILE, Client.IMAP, Client.POP, Client.SMTP)
@@ -267,7 +275,7 @@ def _autodiscover_dns_missing(client: Client, h: CloudHosts) -> list[str]:
     ]
 
 
-def _autodiscover_dns_elsewhere(client: Client, h: CloudHosts) -> list[str]:
+def autodiscover_dns_elsewhere(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: nothing to change on your device.",
         f"Helpdesk: autodiscover.<domain> points somewhere other than {h.autodiscover_cname}. "
@@ -277,7 +285,7 @@ def _autodiscover_dns_elsewhere(client: Client, h: CloudHosts) -> list[str]:
     ]
 
 
-def _autodiscover_root_hijack(client: Client, h: CloudHosts) -> list[str]:
+def autodiscover_root_hijack(client: Client, h: CloudHosts) -> list[str]:
     steps = [
         "Helpdesk: the web server of the domain itself answers "
         "https://<domain>/autodiscover/autodiscover.xml with settings that are not Exchange "
@@ -298,7 +306,7 @@ def _autodiscover_root_hijack(client: Client, h: CloudHosts) -> list[str]:
     return steps
 
 
-def _autodiscover_bad_certificate(client: Client, h: CloudHosts) -> list[str]:
+def autodiscover_bad_certificate(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: do not accept a certificate warning you did not expect; tell the helpdesk "
         "which name it shows.",
@@ -308,15 +316,17 @@ def _autodiscover_bad_certificate(client: Client, h: CloudHosts) -> list[str]:
     ]
 
 
-def _autodiscover_unreachable(client: Client, h: CloudHosts) -> list[str]:
+def autodiscover_unreachable(client: Client, h: CloudHosts) -> list[str]:
     return [
-        "You: try once from another network (for example a phone hotspot).",
-        "Helpdesk: no Autodiscover address answers. Check the autodiscover.<domain> record "
-        f"(CNAME {h.autodiscover_cname}) and that nothing blocks ports 80 and 443 on the way.",
+        f"You: {_FROM_MAILFIX}. If your app cannot find the server either, try once from "
+        "another network (for example a phone hotspot) and tell the helpdesk what happened.",
+        "Helpdesk: no Autodiscover address answered mailfix. Check the autodiscover.<domain> "
+        f"record (CNAME {h.autodiscover_cname}) and that nothing on the way blocks ports 80 "
+        "and 443 to Microsoft 365.",
     ]
 
 
-def _autodiscover_error(client: Client, h: CloudHosts) -> list[str]:
+def autodiscover_error(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: check that the address you entered is exactly your mailbox address.",
         "Helpdesk: Autodiscover found the server but answered with an error for this address "
@@ -326,7 +336,7 @@ def _autodiscover_error(client: Client, h: CloudHosts) -> list[str]:
     ]
 
 
-def _domain_not_found(client: Client, h: CloudHosts) -> list[str]:
+def domain_not_found(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: check the spelling of the part after the @.",
         "Helpdesk: the domain does not exist in DNS. Check that it is spelled right and that "
@@ -334,15 +344,15 @@ def _domain_not_found(client: Client, h: CloudHosts) -> list[str]:
     ]
 
 
-def _domain_not_in_m365(client: Client, h: CloudHosts) -> list[str]:
+def domain_not_in_m365(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: check the address: a typo, or an old domain your organisation no longer uses?",
         "Helpdesk: Microsoft 365 does not know this domain. Add and verify it in the Microsoft "
-        "365 admin centre (Settings → Domains), or give the person their correct address.",
+        "365 admin center (Settings → Domains), or give the person their correct address.",
     ]
 
 
-def _mx_missing(client: Client, h: CloudHosts) -> list[str]:
+def mx_missing(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: connecting may still work, but mail sent to you cannot arrive.",
         f"Helpdesk: the domain has no MX record. Add the one Microsoft 365 shows for it "
@@ -350,7 +360,7 @@ def _mx_missing(client: Client, h: CloudHosts) -> list[str]:
     ]
 
 
-def _mx_not_exchange_online(client: Client, h: CloudHosts) -> list[str]:
+def mx_not_exchange_online(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: nothing to change on your device.",
         "Helpdesk: the MX records point somewhere other than Exchange Online. That is right if "
@@ -359,25 +369,27 @@ def _mx_not_exchange_online(client: Client, h: CloudHosts) -> list[str]:
     ]
 
 
-def _spf_problem(client: Client, h: CloudHosts) -> list[str]:
+def spf_problem(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: this does not stop your app from connecting; it can send your outgoing mail to "
         "other people's junk folders.",
         f"Helpdesk: publish exactly one TXT record starting v=spf1 that includes "
-        f"include:{h.spf_include}.",
+        f"include:{h.spf_include}. Fix it when convenient: it is not why the app fails today.",
     ]
 
 
-def _dns_failure(client: Client, h: CloudHosts) -> list[str]:
+def dns_failure(client: Client, h: CloudHosts) -> list[str]:
     return [
-        "You: the network you are on did not answer DNS lookups. Try another network, or "
-        "restart your router.",
-        "Helpdesk: run mailfix again in a minute; if DNS keeps failing, the DNS servers of "
-        "that network need attention.",
+        "You: nothing to change on your device: the DNS lookups that failed were mailfix's own, "
+        "from the network it runs on.",
+        "Helpdesk: run mailfix again in a minute. If the domain's names keep failing, check "
+        "them with another public resolver: if that fails too, the domain's name servers (or "
+        "its DNSSEC signatures) need attention, and everyone is affected; if it answers, the "
+        "DNS servers mailfix uses are at fault, not the person's network.",
     ]
 
 
-def _adfs_unreachable(client: Client, h: CloudHosts) -> list[str]:
+def adfs_unreachable(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: if signing in to the Office web portal also fails, your organisation's sign-in "
         "service is down: wait for the helpdesk.",
@@ -387,7 +399,7 @@ def _adfs_unreachable(client: Client, h: CloudHosts) -> list[str]:
     ]
 
 
-def _adfs_certificate_invalid(client: Client, h: CloudHosts) -> list[str]:
+def adfs_certificate_invalid(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: nothing to change on your device.",
         "Helpdesk: the AD FS sign-in server presents an invalid certificate (expired, "
@@ -395,7 +407,7 @@ def _adfs_certificate_invalid(client: Client, h: CloudHosts) -> list[str]:
     ]
 
 
-def _adfs_token_signing_expired(client: Client, h: CloudHosts) -> list[str]:
+def adfs_token_signing_expired(client: Client, h: CloudHosts) -> list[str]:
     return [
         "You: nothing to change on your device; sign-ins fail for everyone in your domain.",
         "Helpdesk: the AD FS token-signing certificate has expired, or was renewed without "
@@ -404,45 +416,46 @@ def _adfs_token_signing_expired(client: Client, h: CloudHosts) -> list[str]:
     ]
 
 
-def _adfs_token_signing_expiring(client: Client, h: CloudHosts) -> list[str]:
+def adfs_token_signing_expiring(client: Client, h: CloudHosts) -> list[str]:
     return [
-        "You: nothing to do now.",
+        "You: nothing to do now: this is not why your app fails today.",
         "Helpdesk: the AD FS token-signing certificate expires within 30 days. Plan the "
         "renewal and update the Microsoft 365 federation trust at the same time.",
     ]
 
 
-def _hybrid_mailbox_on_premises(client: Client, h: CloudHosts) -> list[str]:
+def hybrid_mailbox_on_premises(client: Client, h: CloudHosts) -> list[str]:
     return [
-        "You: nothing to change on your device.",
+        "You: nothing to change on your device yet; your mailbox is on your organisation's "
+        "own Exchange server, which mailfix's Exchange Online checks do not cover.",
         "Helpdesk: this mailbox lives on the on-premises Exchange server, not in Exchange "
-        "Online. Check the on-premises Autodiscover and Exchange services, or finish the "
-        "mailbox move.",
+        "Online. Check the on-premises Autodiscover and Exchange services and the mailbox's "
+        "protocols there, or finish the mailbox move.",
     ]
 
 
-def _exo_unreachable(client: Client, h: CloudHosts) -> list[str]:
+def exo_unreachable(client: Client, h: CloudHosts) -> list[str]:
     return [
         f"You: from the network mailfix ran on, {h.exo} cannot be reached. If your app fails "
         "the same way, try another network (for example a phone hotspot): if it works there, "
         "the block is on your usual network.",
         f"Helpdesk: allow outbound HTTPS (443) to {h.exo} and the other Microsoft 365 "
-        "endpoints on firewalls and proxies.",
+        "endpoints on the firewalls and proxies of the network that fails.",
     ]
 
 
-def _tls_inspection(client: Client, h: CloudHosts) -> list[str]:
-    device = "phone" if client is Client.MOBILE else "computer"
+def tls_inspection(client: Client, h: CloudHosts) -> list[str]:
     return [
-        "You: on hotel or guest Wi-Fi, open a web page first and accept the portal's terms; "
-        f"check that your {device}'s date and time are right.",
-        "Helpdesk: something on the network replaces Microsoft's certificates (TLS "
-        f"inspection). Exclude {h.exo}, {h.autodiscover_pox} and the other Microsoft 365 "
-        "hosts from inspection; Microsoft does not support inspecting that traffic.",
+        f"You: {_FROM_MAILFIX}. If your app also shows certificate warnings, and you are on "
+        "hotel or guest Wi-Fi, open a web page first and accept the portal's terms.",
+        "Helpdesk: on the network mailfix runs on, something replaces Microsoft's certificates "
+        f"(TLS inspection). If the person's network does the same, exclude {h.exo}, "
+        f"{h.autodiscover_pox} and the other Microsoft 365 hosts from inspection; Microsoft "
+        "does not support inspecting that traffic.",
     ]
 
 
-def _port_blocked(port: int, what: str, host: str) -> _CauseSteps:
+def port_blocked(port: int, what: str, host: str) -> CauseAdvice:
     # Only the path matters here: a mailbox setting (ImapEnabled, SMTP AUTH) never makes a
     # port refuse or stay silent, so the steps do not send anyone after one.
     def steps(client: Client, h: CloudHosts) -> list[str]:
@@ -457,78 +470,303 @@ def _port_blocked(port: int, what: str, host: str) -> _CauseSteps:
     return steps
 
 
-def _smtp_starttls_broken(client: Client, h: CloudHosts) -> list[str]:
+def smtp_starttls_broken(client: Client, h: CloudHosts) -> list[str]:
     return [
-        "You: sending from this network is not safe to fix on your side; try another network.",
+        f"You: {_FROM_MAILFIX}. If sending fails for you too, try once from another network.",
         f"Helpdesk: the connection to {h.smtp}:587 does not offer or complete STARTTLS. A "
         "firewall's SMTP inspection feature often strips it: switch that inspection off for "
-        "Microsoft 365.",
+        "Microsoft 365 on the network that fails.",
     ]
 
 
-def _activesync_blocked(client: Client, h: CloudHosts) -> list[str]:
+def activesync_blocked(client: Client, h: CloudHosts) -> list[str]:
     return [
-        "You: try once on mobile data instead of Wi-Fi (or the other way round).",
+        f"You: {_FROM_MAILFIX}. If your phone fails too, try once on mobile data instead of "
+        "Wi-Fi (or the other way round).",
         f"Helpdesk: https://{h.exo}/Microsoft-Server-ActiveSync does not answer as it should "
         "from the network mailfix ran on: check the firewalls and proxies on that path.",
     ]
 
 
-def _service_degraded(client: Client, h: CloudHosts) -> list[str]:
+def service_incident(client: Client, h: CloudHosts) -> list[str]:
     return [
-        "You: nothing to change on your device; Microsoft is working on it.",
-        "Helpdesk: check Service health in the Microsoft 365 admin centre (Health → Service "
-        "health) for an open Exchange Online incident, and tell people when it is resolved.",
+        "You: nothing to change on your device; the problem is at Microsoft, and the app "
+        "recovers when Microsoft fixes it.",
+        "Helpdesk: follow the incident in the Microsoft 365 admin center (Health → Service "
+        "health, the Exchange Online entry named in the report) and tell people when it is "
+        "resolved.",
     ]
 
 
-def _device_or_app(client: Client, h: CloudHosts) -> list[str]:
-    # reference/playbooks.md §4: when the server-side tests pass, ~95 % of problems are on
-    # the device or in the app.
+# ---- tenant causes (what an admin sees inside the tenant) --------------------------------
+
+
+def account_not_found(client: Client, h: CloudHosts) -> list[str]:
     return [
-        *(f"You: {step}" for step in client_steps(client, h)),
-        "Helpdesk: the server-side tests passed, so the mailbox, the domain and the service "
-        "are fine from the internet. Most such problems sit in the app or on the device: "
-        "start there.",
+        "You: check that the address is exactly your work address (spelling, the right domain).",
+        "Helpdesk: no account in the organisation's Microsoft 365 owns this address, neither as "
+        "its sign-in name nor as one of its email addresses. If the person should have one, "
+        "create it or add this address to their account (Microsoft 365 admin center → Users), "
+        "then give it a licence that includes Exchange Online.",
     ]
 
 
-CAUSE_STEPS: dict[str, _CauseSteps] = {
-    "autodiscover-dns-missing": _autodiscover_dns_missing,
-    "autodiscover-dns-elsewhere": _autodiscover_dns_elsewhere,
-    "autodiscover-root-hijack": _autodiscover_root_hijack,
-    "autodiscover-bad-certificate": _autodiscover_bad_certificate,
-    "autodiscover-unreachable": _autodiscover_unreachable,
-    "autodiscover-error": _autodiscover_error,
-    "domain-not-found": _domain_not_found,
-    "domain-not-in-m365": _domain_not_in_m365,
-    "mx-missing": _mx_missing,
-    "mx-not-exchange-online": _mx_not_exchange_online,
-    "spf-problem": _spf_problem,
-    "dns-failure": _dns_failure,
-    "adfs-unreachable": _adfs_unreachable,
-    "adfs-certificate-invalid": _adfs_certificate_invalid,
-    "adfs-token-signing-expired": _adfs_token_signing_expired,
-    "adfs-token-signing-expiring": _adfs_token_signing_expiring,
-    "hybrid-mailbox-on-premises": _hybrid_mailbox_on_premises,
-    "exo-unreachable": _exo_unreachable,
-    "tls-inspection": _tls_inspection,
-    "imap-blocked": _port_blocked(993, "IMAP", "exo"),
-    "pop-blocked": _port_blocked(995, "POP", "exo"),
-    "smtp-blocked": _port_blocked(587, "sending mail (SMTP)", "smtp"),
-    "smtp-starttls-broken": _smtp_starttls_broken,
-    "activesync-blocked": _activesync_blocked,
-    "service-degraded": _service_degraded,
-    "device-or-app": _device_or_app,
+def account_deleted(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your account was deleted; nothing on your device brings it back. Once the "
+        "helpdesk restores it, sign in again in your app.",
+        "Helpdesk: the account is in Deleted users, where it can be restored for 30 days after "
+        "deletion (the account finding says how many are left). Restore it in the Microsoft "
+        "365 admin center → Users → Deleted users; the mailbox comes back with it. mailfix can "
+        "propose the restore for approval. An account synced from on-premises is restored "
+        "there instead.",
+    ]
+
+
+def account_disabled(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your account is blocked from signing in; nothing on your device changes that. "
+        "Once the helpdesk unblocks it, sign in again in your app.",
+        "Helpdesk: sign-in is blocked for this account. If that is not intended (for example "
+        "after a leave), unblock it in the Microsoft 365 admin center → Users → Active users; "
+        "mailfix can propose this for approval. An account synced from on-premises is enabled "
+        "in the on-premises Active Directory, then the next sync carries it over.",
+    ]
+
+
+def account_sync_error(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: nothing to change on your device.",
+        "Helpdesk: directory sync reports a provisioning error for this account (for example "
+        "another object already uses one of its addresses). Fix the value in the on-premises "
+        "directory and let the next sync run; until then the account may lack the address.",
+    ]
+
+
+def no_exchange_licence(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your account has no mailbox yet, so no app can connect; nothing on your device "
+        "changes that. After the helpdesk has assigned the licence, wait about an hour, then "
+        "set the account up again in your app.",
+        "Helpdesk: none of this person's licences includes Exchange Online (Microsoft 365 Apps "
+        "and Microsoft 365 F1 include no mailbox). Assign one that does, such as Business "
+        "Basic or Standard, E3, E5 or F3, in the Microsoft 365 admin center → Users → Active "
+        "users → Licenses and apps; mailfix can propose it for approval. The mailbox is "
+        "created within minutes to an hour.",
+    ]
+
+
+def exchange_plan_disabled(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: nothing on your device changes this. After the helpdesk has switched it on, "
+        "wait a few minutes and try again.",
+        "Helpdesk: the person's licence includes Exchange Online, but that service is switched "
+        "off for them. Switch it back on under the user's Licenses and apps (Microsoft 365 "
+        "admin center); mailfix can propose it for approval.",
+    ]
+
+
+def exchange_plan_pending(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your mailbox is still being set up; try again in an hour.",
+        "Helpdesk: the Exchange Online licence is assigned but Microsoft is still setting up "
+        "the mailbox. That usually takes minutes, sometimes a few hours; if it stays pending "
+        "for more than a day, open a case with Microsoft support.",
+    ]
+
+
+def no_mailbox(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your account has no mailbox in Exchange Online, so no app can connect; nothing "
+        "on your device changes that.",
+        "Helpdesk: fix the licence first if the report names one; otherwise look the person "
+        "up in the Exchange admin center → Recipients → Mailboxes: the mailbox may have been "
+        "deleted, be inactive, or the account may be a mail contact or mail user instead.",
+    ]
+
+
+_PROTOCOL_WORDS: dict[Client, str] = {
+    Client.MOBILE: "Exchange ActiveSync (the phone's mail app) or Outlook mobile",
+    Client.IMAP: "IMAP",
+    Client.POP: "POP",
+    Client.SMTP: "Authenticated SMTP",
+    Client.OUTLOOK: "MAPI (Outlook for Windows) or EWS (Outlook for Mac)",
+    Client.WEB: "Outlook on the web",
 }
 
 
-def cause_steps(cause_id: str, client: Client, hosts: CloudHosts) -> list[str]:
-    """What to do about `cause_id`: the person's steps ("You: …") then the helpdesk's."""
-    steps = CAUSE_STEPS.get(cause_id)
-    if steps is None:
+def protocol_disabled(client: Client, h: CloudHosts) -> list[str]:
+    what = _PROTOCOL_WORDS.get(client, "the way your app connects")
+    return [
+        f"You: your mailbox has {what} switched off, so your app cannot connect; nothing on "
+        "your device changes that. Once the helpdesk has switched it on, wait up to an hour, "
+        "then remove the account from the app and add it again.",
+        "Helpdesk: in the Exchange admin center → Recipients → Mailboxes → the person → "
+        "Manage email apps, switch on the protocol the mailbox finding names; mailfix can "
+        "propose the exact Set-CASMailbox change for approval. Changes take up to an hour.",
+    ]
+
+
+def smtp_auth_disabled(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your app sends with a user name and password over SMTP, which is switched off "
+        "for your mailbox or for the whole organisation; nothing on your device changes that.",
+        "Helpdesk: Authenticated SMTP is off (for this mailbox, or for the organisation when "
+        "the mailbox follows the default). If this app or device must send that way, switch "
+        "Authenticated SMTP on for this mailbox only (Manage email apps); mailfix can propose "
+        "it for approval. Microsoft is retiring password sending over SMTP, so prefer an app "
+        "that signs in with OAuth.",
+    ]
+
+
+def device_quarantined(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your phone is waiting for your organisation's approval. Once the helpdesk has "
+        "allowed it, the first sync starts by itself within a few minutes.",
+        "Helpdesk: Exchange quarantined this phone (mobile device access). Allow it in the "
+        "Exchange admin center → Mobile → Mobile device access (quarantined devices); mailfix "
+        "can propose allowing this device for approval. The devices finding names the rule or "
+        "setting that quarantined it.",
+    ]
+
+
+def device_blocked(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your organisation blocks this phone or its mail app; ask the helpdesk which app "
+        "is allowed (often Outlook for iOS and Android).",
+        "Helpdesk: a device access rule, or the person's own list of blocked devices, blocks "
+        "this phone (the devices finding names it). If the phone should be allowed, change the "
+        "rule or allow the device.",
+    ]
+
+
+def client_access_rule(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: a rule in your organisation's Exchange Online settings blocks this app; nothing "
+        "on your device changes that.",
+        "Helpdesk: the Client Access Rule named in the report denies this connection. Change "
+        "its conditions or exceptions, or remove it (Set-ClientAccessRule, "
+        "Remove-ClientAccessRule); changes take up to an hour. Client Access Rules are "
+        "deprecated: move what it enforces to Conditional Access.",
+    ]
+
+
+def conditional_access_block(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your organisation's sign-in policy does not allow this app (or where it connects "
+        "from). Ask the helpdesk which app you should use; Outlook for iOS and Android or "
+        "Outlook on the web are often allowed where others are not.",
+        "Helpdesk: the Conditional Access policy named in the report blocks this sign-in "
+        "(Entra admin center → Protection → Conditional Access). If the block is intended, "
+        "move the person to an allowed app; if not, narrow the policy's conditions. Do not "
+        "switch the policy off to test.",
+    ]
+
+
+def conditional_access_mfa(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your organisation asks for a second sign-in step (multifactor authentication). "
+        "An app that signs in with only a password (IMAP, POP, SMTP, the phone's built-in mail "
+        "app) can never do it: use Outlook, or an app with “Sign in with Microsoft”. If you "
+        "have never set up the second step, do it at aka.ms/mfasetup.",
+        "Helpdesk: the Conditional Access policy named in the report requires multifactor "
+        "authentication, which this app does not complete. Move the person to an app with "
+        "modern authentication rather than excluding them from the policy.",
+    ]
+
+
+def conditional_access_device(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your organisation allows mail only on a managed device or in an approved app. "
+        "Install the Company Portal app, sign in and check that the device shows as compliant, "
+        "or use Outlook for iOS and Android.",
+        "Helpdesk: the Conditional Access policy named in the report requires a compliant or "
+        "hybrid-joined device, or an approved app. Check the device in Intune (its compliance "
+        "and why it fails), or give the person an approved app.",
+    ]
+
+
+def sign_in_wrong_password(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your app keeps signing in with an old or mistyped password. Sign in once at "
+        f"{_web(h)} to check your password, then update it in the app (remove the account and "
+        "add it again) and on every other device that uses this account.",
+        "Helpdesk: the sign-in logs show wrong-password failures (AADSTS50126). After a "
+        "password change, apps and phones keep trying the old one; for a domain that signs in "
+        "through AD FS, AD FS rejected the password. Repeated failures lock the account.",
+    ]
+
+
+def account_locked(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: your account is locked after too many wrong passwords. Wait a while (the lock "
+        "lifts by itself), then update the password in every app and device that still uses "
+        "an old one before signing in again.",
+        "Helpdesk: Entra ID locked the account (AADSTS50053, Smart Lockout). The sign-in logs "
+        "show which app and address keep failing; if they are not the person's, reset the "
+        "password and review the sign-ins.",
+    ]
+
+
+def password_expired(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        f"You: your password has expired. Sign in at {_web(h)} and choose a new one when "
+        "asked, then enter the new password in your apps.",
+        "Helpdesk: the sign-in logs show an expired password (AADSTS50055 in the cloud, "
+        "AADSTS50144 on-premises). For an account synced from on-premises, the password is "
+        "changed there (or through password writeback).",
+    ]
+
+
+def tenant_permission_missing(client: Client, h: CloudHosts) -> list[str]:
+    return [
+        "You: nothing to do; mailfix could not look at part of your organisation's settings.",
+        "Helpdesk: mailfix's app lacks a permission to read part of the tenant; the finding "
+        "names the permission and where to grant it. Grant it and run the diagnosis again: "
+        "until then mailfix cannot say whether that part is in order.",
+    ]
+
+
+def device_or_app(client: Client, h: CloudHosts) -> list[str]:
+    # reference/playbooks.md §4: when the server-side tests pass, ~95 % of problems are on
+    # the device or in the app. Only what was checked is claimed.
+    return [
+        *(f"You: {step}" for step in client_steps(client, h)),
+        "Helpdesk: none of the checks mailfix could run found a fault this app depends on "
+        "(the network checks ran from mailfix's own network, not from the person's device; "
+        "the report lists any check that could not run). Most such problems sit in the app or "
+        "on the device: start there.",
+    ]
+
+
+def not_checked_step(titles: Sequence[str]) -> str:
+    """The helpdesk line that names what mailfix did not check (empty titles: no line)."""
+    return (
+        "Helpdesk: not checked: "
+        + "; ".join(titles)
+        + ". Look at those in the admin centers before concluding it is the device."
+    )
+
+
+def cause_steps(
+    cause_id: str, client: Client, hosts: CloudHosts, *, unchecked: Sequence[str] = ()
+) -> list[str]:
+    """What to do about `cause_id`: the person's steps ("You: …") then the helpdesk's.
+
+    `unchecked`: titles of checks that did not run (see `checks.diagnosis.not_checked`); the
+    device-or-app advice names them instead of claiming they are in order.
+    """
+    # The cause records (checks.diagnosis) point at the functions above, so they import this
+    # module; reading them here, at call time, keeps the import one-way.
+    from checks.diagnosis import cause_spec  # noqa: PLC0415
+
+    spec = cause_spec(cause_id)
+    if spec is None:
         return [
             "Helpdesk: look at the failed checks in this report; mailfix has no advice for "
             f"“{cause_id}” yet."
         ]
-    return steps(client, hosts)
+    steps = spec.advice(client, hosts)
+    if unchecked and spec.id == "device-or-app":
+        steps.append(not_checked_step(unchecked))
+    return steps

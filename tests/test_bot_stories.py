@@ -97,7 +97,7 @@ async def test_slack_story(
             await assert_stored_top_cause(bot.runtime.store, ANA, cause)
     results = [c for c in bot.slack.of("chat.update") if buttons(c.body.get("blocks") or [])][-1]
     text = plain(blocks_text(results.body["blocks"]) + results.body.get("text", ""))
-    assert CAUSES[cause][1] in text, f"top cause {cause!r} not shown on the Slack card"
+    assert CAUSES[cause].title in text, f"top cause {cause!r} not shown on the Slack card"
 
 
 @pytest.mark.parametrize(("scenario_id", "app", "client", "cause"), STORIES)
@@ -117,4 +117,4 @@ async def test_teams_story(
             await bot.idle()
             await assert_stored_top_cause(bot.runtime.store, ANA_AAD, cause)
     text = plain(json.dumps(card, ensure_ascii=False))
-    assert CAUSES[cause][1] in text, f"top cause {cause!r} not shown on the Teams card"
+    assert CAUSES[cause].title in text, f"top cause {cause!r} not shown on the Teams card"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from checks.advice import CAUSE_STEPS, App, cause_steps, classify_app, client_steps
+from checks.advice import App, cause_steps, classify_app, client_steps
 from checks.cloud import hosts_for
-from checks.diagnosis import CAUSES
+from checks.diagnosis import ALIASES, CAUSES, cause_spec
 from checks.models import Client
 from checks.settings import Cloud
 from checks.symptoms import SYMPTOM_TITLES, Symptom, classify_symptom
@@ -155,8 +155,20 @@ def test_client_all_without_app_is_generic() -> None:
 # ---- cause steps -----------------------------------------------------------------------------
 
 
-def test_every_cause_has_advice() -> None:
-    assert set(CAUSE_STEPS) == set(CAUSES)
+def test_every_cause_record_carries_its_advice() -> None:
+    # Declared once: the record points at its advice; there is no second table to agree.
+    for cause_id, spec in CAUSES.items():
+        assert spec.id == cause_id and callable(spec.advice)
+        assert cause_steps(cause_id, Client.OUTLOOK, GLOBAL) == spec.advice(Client.OUTLOOK, GLOBAL)
+
+
+def test_an_old_cause_id_still_gets_its_advice() -> None:
+    assert ALIASES["service-degraded"] == "service-incident"
+    spec = cause_spec("service-degraded")
+    assert spec is not None and spec.id == "service-incident"
+    old = cause_steps("service-degraded", Client.MOBILE, GLOBAL)
+    assert old == cause_steps("service-incident", Client.MOBILE, GLOBAL)
+    assert "Microsoft" in old[0]
 
 
 @pytest.mark.parametrize("cause", sorted(CAUSES))
@@ -188,7 +200,113 @@ def test_root_hijack_gives_outlook_the_registry_stopgap() -> None:
 def test_device_or_app_carries_the_client_steps() -> None:
     steps = cause_steps("device-or-app", Client.MOBILE, GLOBAL)
     assert any("server outlook.office365.com" in s for s in steps)
-    assert steps[-1].startswith("Helpdesk") and "server-side tests passed" in steps[-1]
+    assert steps[-1].startswith("Helpdesk") and "checks mailfix could run" in steps[-1]
+
+
+def test_device_or_app_names_what_was_not_checked() -> None:
+    unchecked = ["Exchange Online licence", "Mailbox and protocols"]
+    steps = cause_steps("device-or-app", Client.OUTLOOK, GLOBAL, unchecked=unchecked)
+    assert steps[-1].startswith("Helpdesk: not checked: Exchange Online licence; Mailbox")
+    # Only the device advice gets the line: another cause's steps stay as they are.
+    other = cause_steps("protocol-disabled", Client.OUTLOOK, GLOBAL, unchecked=unchecked)
+    assert not any("not checked" in s for s in other)
+
+
+_CLAIMS = ("is fine", "are fine", "mailbox is ok", "everything is ok", "no problem with")
+
+
+@pytest.mark.parametrize("cause", sorted(CAUSES))
+@pytest.mark.parametrize("client", [Client.OUTLOOK, Client.MOBILE, Client.SMTP, Client.ALL])
+def test_no_advice_claims_what_was_not_checked(cause: str, client: Client) -> None:
+    """DESIGN.md "Report": never "the mailbox is fine" — mailfix may not have looked."""
+    text = " ".join(cause_steps(cause, client, GLOBAL)).lower()
+    assert not any(claim in text for claim in _CLAIMS), text
+
+
+@pytest.mark.parametrize("client", list(Client))
+@pytest.mark.parametrize("app", [None, *App])
+def test_no_client_steps_claim_the_mailbox_is_fine(client: Client, app: App | None) -> None:
+    text = " ".join(client_steps(client, GLOBAL, app)).lower()
+    assert not any(claim in text for claim in _CLAIMS), text
+
+
+_FROM_MAILFIX = [
+    "dns-failure",
+    "exo-unreachable",
+    "tls-inspection",
+    "imap-blocked",
+    "pop-blocked",
+    "smtp-blocked",
+    "smtp-starttls-broken",
+    "activesync-blocked",
+    "autodiscover-unreachable",
+]
+
+
+@pytest.mark.parametrize("cause", _FROM_MAILFIX)
+def test_network_advice_says_where_mailfix_tested_from(cause: str) -> None:
+    """Vantage: the network checks ran from mailfix's network, not from the person's device."""
+    steps = cause_steps(cause, Client.ALL, GLOBAL)
+    you = " ".join(s for s in steps if s.startswith("You:")).lower()
+    assert "mailfix" in you and ("network" in you or "mailfix's own" in you), you
+    assert "restart your router" not in " ".join(steps).lower()
+
+
+def test_dns_failure_does_not_blame_the_persons_network() -> None:
+    you = cause_steps("dns-failure", Client.OUTLOOK, GLOBAL)[0]
+    assert you.startswith("You: nothing to change on your device")
+    assert "mailfix's own" in you
+
+
+# Each admin-side cause: what the admin must do, and what the person does after.
+_ADMIN_FIX_WORDS = {
+    "account-not-found": ("admin center", "address"),
+    "account-deleted": ("Deleted users", "restore"),
+    "account-disabled": ("unblock", "sign in again"),
+    "account-sync-error": ("sync", "directory"),
+    "no-exchange-licence": ("Exchange Online", "set the account up again"),
+    "exchange-plan-disabled": ("switched", "try again"),
+    "exchange-plan-pending": ("setting up", "try again in an hour"),
+    "no-mailbox": ("Mailboxes", "no mailbox"),
+    "protocol-disabled": ("Manage email apps", "add it again"),
+    "smtp-auth-disabled": ("Authenticated SMTP", "OAuth"),
+    "device-quarantined": ("quarantined", "first sync starts"),
+    "device-blocked": ("device access rule", "which app"),
+    "client-access-rule": ("Client Access Rule", "nothing on your device"),
+    "conditional-access-block": ("Conditional Access", "which app"),
+    "conditional-access-mfa": ("multifactor", "aka.ms/mfasetup"),
+    "conditional-access-device": ("compliant", "Company Portal"),
+    "sign-in-wrong-password": ("AADSTS50126", "update it in the app"),
+    "account-locked": ("AADSTS50053", "Wait"),
+    "password-expired": ("AADSTS50055", "new one"),
+    "tenant-permission-missing": ("permission", "nothing to do"),
+    "service-incident": ("Service health", "nothing to change"),
+}
+
+
+@pytest.mark.parametrize(("cause", "words"), sorted(_ADMIN_FIX_WORDS.items()))
+def test_tenant_cause_advice_says_what_the_admin_does_and_what_the_person_does_after(
+    cause: str, words: tuple[str, str]
+) -> None:
+    steps = cause_steps(cause, Client.MOBILE, GLOBAL)
+    assert steps[0].startswith("You:") and steps[-1].startswith("Helpdesk:")
+    text = " ".join(steps)
+    for word in words:
+        assert word.lower() in text.lower(), (cause, word)
+
+
+@pytest.mark.parametrize(
+    ("client", "protocol"),
+    [
+        (Client.MOBILE, "ActiveSync"),
+        (Client.IMAP, "IMAP"),
+        (Client.POP, "POP"),
+        (Client.SMTP, "Authenticated SMTP"),
+        (Client.OUTLOOK, "MAPI"),
+    ],
+)
+def test_protocol_disabled_names_the_clients_protocol(client: Client, protocol: str) -> None:
+    assert protocol in cause_steps("protocol-disabled", client, GLOBAL)[0]
 
 
 def test_blocked_ports_name_port_and_host() -> None:

@@ -75,6 +75,9 @@ class Settings(CheckSettings):
     # mirror of that document or the tests' local key server; the issuer must still be
     # https://api.botframework.com and replies still log in to the public cloud.
     teams_openid_metadata_url: str | None = None
+    # `mailfix demo` only: accept the Bot Framework Emulator's token issuers and its
+    # "emulator" channel. Never for a real deployment.
+    teams_emulator: bool = False
 
     # --- helpdesk and approval ---------------------------------------------------------------
     helpdesk_slack_channel: str | None = None
@@ -104,8 +107,20 @@ class Settings(CheckSettings):
     # Per person: at most `rate_limit_count` diagnoses per `rate_limit_window` seconds.
     rate_limit_count: int = Field(default=5, ge=1)
     rate_limit_window: float = Field(default=600.0, gt=0)
-    # Seconds running diagnoses may finish at shutdown before they are cancelled.
+    # At shutdown, running diagnoses may finish until their own deadline; this is the least
+    # the server waits for background work (seconds) before cancelling what is left.
     shutdown_grace: float = Field(default=5.0, ge=0)
+    # Bounded work (issue 8): at most this many diagnoses run at once in one process, the
+    # rest wait in line (the person sees how many are ahead), up to `max_queued_diagnoses`.
+    max_concurrent_diagnoses: int = Field(default=50, ge=1)
+    max_queued_diagnoses: int = Field(default=1000, ge=0)
+    # Seconds a client may take to send its request headers (from connecting, or since the
+    # last response on a kept-alive connection) and then its body; open connections at most.
+    header_timeout: float = Field(default=15.0, gt=0)
+    body_timeout: float = Field(default=15.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+    # "text" (human lines) or "json" (one object per line, with a request id per turn).
+    log_format: str = Field(default="text", pattern="^(text|json)$")
 
     @field_validator("approvers", mode="before")
     @classmethod

@@ -16,15 +16,18 @@ Where results go (`MAILFIX_SLACK_REPLY_MODE`):
 
 from __future__ import annotations
 
-import json
+import functools
+import hashlib
+import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
@@ -33,6 +36,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.limits import BadBody, parse_json_object, text_of
 from bot.runtime import Runtime
 from bot.settings import ReplyMode
 from cards import Target, render
@@ -60,6 +64,209 @@ INTAKE = "mailfix.intake"
 EMAIL_TTL = 3600.0  # seconds a users.info email stays cached
 # Errors of chat.postEphemeral that mean "not here": fall back to a DM.
 _NOT_HERE = {"channel_not_found", "not_in_channel", "user_not_in_channel", "is_archived"}
+
+# Request signatures (reference/chat-platforms.md §A5, Slack's "verifying requests"):
+# "v0=" + hex HMAC-SHA256(signing secret, "v0:{timestamp}:{raw body}"), timestamps older or
+# newer than 5 minutes refused, compared in constant time.
+REPLAY_WINDOW = 300  # seconds
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+MAX_FORM_FIELDS = 64  # a slash command has about 15
+
+
+class Refused(Exception):
+    """A Slack request answered with an error status before bolt sees it."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Ignored(Exception):
+    """Signed and well-formed, but nothing this bot handles: a bare 200 so Slack stops retrying."""
+
+
+def verify_signature(
+    secret: bytes, headers: Mapping[str, str], body: bytes, *, now: float | None = None
+) -> str | None:
+    """Why this request is not from Slack, or None when its signature is good.
+
+    Runs on the raw bytes before anything parses them. The timestamp must be a plain integer
+    (ASCII digits) within `REPLAY_WINDOW` seconds; the signature is compared as bytes.
+    """
+    timestamp = headers.get("X-Slack-Request-Timestamp")
+    signature = headers.get("X-Slack-Signature")
+    if not timestamp or not signature:
+        return "no signature"
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return "a timestamp that is not an integer"
+    current = time.time() if now is None else now
+    if abs(current - int(timestamp)) > REPLAY_WINDOW:
+        return "a stale timestamp"
+    if not signature.isascii() or len(signature) > 128:
+        return "a malformed signature"
+    digest = hmac.new(secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
+    expected = b"v0=" + digest.hexdigest().encode()
+    if not hmac.compare_digest(expected, signature.encode("ascii")):
+        return "a wrong signature"
+    return None
+
+
+def parse_request(body: bytes, content_type: str) -> dict[str, Any]:
+    """The verified body as bolt will see it: form fields, or the JSON object. Raises BadBody."""
+    text = text_of(body)
+    if content_type == JSON:
+        return parse_json_object(body)
+    try:
+        fields = parse_qs(
+            text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict"
+        )
+    except (ValueError, UnicodeDecodeError):
+        raise BadBody("The form is not readable.") from None
+    flat = {k: v[0] for k, v in fields.items()}
+    payload = flat.get("payload")
+    if payload is not None:
+        return {"payload": parse_json_object(payload)}
+    return flat
+
+
+def _is(value: Any, kind: type | tuple[type, ...], *, optional: bool = True) -> bool:
+    return (optional and value is None) or isinstance(value, kind)
+
+
+def check_shape(request: Mapping[str, Any]) -> None:
+    """Raise Refused (400) for a payload our listeners could not read, Ignored for one they do
+    not handle. What passes has every field a listener reads, of the type it expects."""
+    payload = request.get("payload")
+    if payload is None and "command" in request:
+        if request.get("command") != COMMAND:
+            raise Refused(400, "bad_request", "This app has no such command.")
+        if not request.get("user_id"):
+            raise Refused(400, "bad_request", "The command has no user.")
+        return
+    if payload is None and request.get("ssl_check"):
+        raise Ignored
+    if payload is None:
+        _check_event(request)
+        return
+    kind = payload.get("type")
+    if not isinstance(kind, str):
+        raise Refused(400, "bad_request", "The payload has no type.")
+    if kind not in ("block_actions", "view_submission"):
+        raise Ignored
+    user = payload.get("user")
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"]:
+        raise Refused(400, "bad_request", "The payload has no user.")
+    if not _is(user.get("name"), str) or not _is(user.get("username"), str):
+        raise Refused(400, "bad_request", "The payload's user is not readable.")
+    team = payload.get("team")
+    if not _is(team, dict) or (isinstance(team, dict) and not _is(team.get("id"), str)):
+        raise Refused(400, "bad_request", "The payload's team is not readable.")
+    if not _is(payload.get("trigger_id"), str):
+        raise Refused(400, "bad_request", "The payload's trigger id is not readable.")
+    if kind == "block_actions":
+        _check_actions(payload)
+    else:
+        _check_view(payload)
+
+
+def _check_actions(payload: Mapping[str, Any]) -> None:
+    actions = payload.get("actions")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
+        raise Refused(400, "bad_request", "The payload has no action.")
+    action = actions[0]
+    if not isinstance(action.get("action_id"), str):
+        raise Refused(400, "bad_request", "The action has no id.")
+    if action["action_id"] not in {a.value for a in Action}:
+        raise Ignored
+    if not _is(action.get("value"), str) or not _is(action.get("action_ts"), str):
+        raise Refused(400, "bad_request", "The action is not readable.")
+    container = payload.get("container")
+    channel = payload.get("channel")
+    if not _is(container, dict) or not _is(channel, dict):
+        raise Refused(400, "bad_request", "The action's message is not readable.")
+    if isinstance(container, dict) and not (
+        _is(container.get("channel_id"), str) and _is(container.get("message_ts"), str)
+    ):
+        raise Refused(400, "bad_request", "The action's message is not readable.")
+    if isinstance(channel, dict) and not _is(channel.get("id"), str):
+        raise Refused(400, "bad_request", "The action's channel is not readable.")
+    if not _is(payload.get("response_url"), str):
+        raise Refused(400, "bad_request", "The action's response URL is not readable.")
+
+
+def _check_view(payload: Mapping[str, Any]) -> None:
+    view = payload.get("view")
+    if not isinstance(view, dict) or not isinstance(view.get("callback_id"), str):
+        raise Refused(400, "bad_request", "The submission has no view.")
+    if view["callback_id"] != INTAKE:
+        raise Ignored
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    if not isinstance(values, dict) or not all(isinstance(b, dict) for b in values.values()):
+        raise Refused(400, "bad_request", "The submission has no readable values.")
+    if not _is(view.get("private_metadata"), str) or not _is(view.get("id"), str):
+        raise Refused(400, "bad_request", "The submission's view is not readable.")
+    if not _is(view.get("blocks"), list) or not _is(view.get("type"), str):
+        raise Refused(400, "bad_request", "The submission's view is not readable.")
+
+
+def _check_event(body: Mapping[str, Any]) -> None:
+    kind = body.get("type")
+    if kind == "url_verification":
+        if not isinstance(body.get("challenge"), str):
+            raise Refused(400, "bad_request", "The challenge is missing.")
+        return
+    if not isinstance(kind, str):
+        raise Refused(400, "bad_request", "The body is neither a command nor an event.")
+    if kind != "event_callback":
+        raise Ignored
+    event = body.get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise Refused(400, "bad_request", "The event has no type.")
+    if not _is(body.get("event_id"), str) or not _is(body.get("team_id"), str):
+        raise Refused(400, "bad_request", "The event is not readable.")
+    if event["type"] != "app_home_opened":
+        raise Ignored
+    if not isinstance(event.get("user"), str) or not _is(event.get("tab"), str):
+        raise Refused(400, "bad_request", "The event is not readable.")
+
+
+def _refusal(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+Listener = Callable[..., Awaitable[None]]
+
+
+def _acks_whatever_happens(listener: Listener) -> Listener:
+    """A listener that fails still acks (with a polite line where Slack shows one): never a
+    500, never a 3-second wait. One warning line, no payload content."""
+
+    @functools.wraps(listener)
+    async def safe(ack: Any, **kwargs: Any) -> None:
+        acked = False
+
+        async def once(*args: Any, **kw: Any) -> None:
+            nonlocal acked
+            acked = True
+            await ack(*args, **kw)
+
+        try:
+            await listener(once, **kwargs)
+        except Exception as exc:
+            log.warning(
+                "Slack %s could not be handled (%s)", listener.__name__, type(exc).__name__
+            )
+            if not acked:
+                await ack(text=UNREADABLE, response_type="ephemeral")
+
+    return safe
+
+
+UNREADABLE = "Sorry, I could not read that request. Please try again."
 
 
 @dataclass(frozen=True)
@@ -104,7 +311,9 @@ def _element_value(element: Mapping[str, Any]) -> Any:
         selected = element.get("selected_option")
         return selected.get("value") if isinstance(selected, Mapping) else None
     if kind in ("checkboxes", "multi_static_select"):
-        return [o.get("value") for o in element.get("selected_options") or []]
+        options = element.get("selected_options")
+        options = options if isinstance(options, list) else []
+        return [o.get("value") for o in options if isinstance(o, Mapping)]
     for key in (
         "value",
         "selected_date",
@@ -119,9 +328,10 @@ def _element_value(element: Mapping[str, Any]) -> Any:
 
 
 def _person(user: Mapping[str, Any], team: str | None, email: str | None) -> Person:
+    names = (user.get(k) for k in ("name", "username", "user_name"))
     return Person(
         id=str(user.get("id", "")),
-        name=user.get("name") or user.get("username") or user.get("user_name"),
+        name=next((n for n in names if isinstance(n, str) and n), None),
         email=email,
         workspace=team,
     )
@@ -147,26 +357,52 @@ class SlackBot:
         # The HTTP endpoint exists only with a signing secret (server.py); Socket Mode alone
         # (an xapp- token, no secret) receives over the websocket, which needs no signature.
         self.http_enabled = secret is not None
+        self._secret = secret.get_secret_value().encode() if secret is not None else b""
         self.app = AsyncApp(
             signing_secret=secret.get_secret_value() if secret is not None else "",
             client=self.client,
             process_before_response=False,
-            request_verification_enabled=self.http_enabled,
+            # `handle` verifies every HTTP request on its raw bytes before anything parses it;
+            # Socket Mode needs no signature.
+            request_verification_enabled=False,
             logger=logging.getLogger("slack_bolt.mailfix"),
         )
         self._emails: dict[str, tuple[float, str | None]] = {}
         self.app.use(self._dedupe)
-        self.app.command(COMMAND)(self._on_command)
-        self.app.view(INTAKE)(self._on_submit)
+        self.app.command(COMMAND)(_acks_whatever_happens(self._on_command))
+        self.app.view(INTAKE)(_acks_whatever_happens(self._on_submit))
         for action in Action:
-            self.app.action(action.value)(self._on_action)
+            self.app.action(action.value)(_acks_whatever_happens(self._on_action))
         self.app.event("app_home_opened")(self._on_home)
 
     # --- HTTP ----------------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.Response:
-        """`POST /slack/events`: bolt verifies the signature and dispatches."""
-        bolt_request = await to_bolt_request(request)
+        """`POST /slack/events`: the signature over the raw bytes first, then parse, then check
+        the shape, then bolt. Anything wrong is a short JSON 4xx and one log line."""
+        if request.content_type not in (FORM, JSON):
+            return _refusal(415, "unsupported_media_type", "Send a Slack request.")
+        body = await request.read()
+        why = verify_signature(self._secret, request.headers, body)
+        if why is not None:
+            log.warning("Slack request refused: %s", why)
+            return _refusal(401, "invalid_request", "The request signature is not valid.")
+        try:
+            parsed = parse_request(body, request.content_type)
+            check_shape(parsed)
+        except BadBody as exc:
+            log.warning("signed Slack request refused: %s", exc)
+            return _refusal(exc.status, exc.code, str(exc))
+        except Refused as exc:
+            log.warning("signed Slack request refused: %s", exc.message)
+            return _refusal(exc.status, exc.code, exc.message)
+        except Ignored:
+            return web.Response(status=200)
+        bolt_request = AsyncBoltRequest(
+            body=body.decode("utf-8"),
+            query=request.query_string,
+            headers={k: v for k, v in request.headers.items()},
+        )
         response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
@@ -212,8 +448,8 @@ class SlackBot:
     async def _on_submit(self, ack: Any, body: dict[str, Any]) -> None:
         view = body.get("view") or {}
         try:
-            meta = json.loads(view.get("private_metadata") or "{}")
-        except ValueError:
+            meta = parse_json_object(view.get("private_metadata") or "{}")
+        except BadBody:
             meta = {}
         meta = meta if isinstance(meta, dict) else {}
         user = body.get("user") or {}
@@ -244,7 +480,7 @@ class SlackBot:
 
     async def _on_action(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
-        action = (body.get("actions") or [{}])[0]
+        action = body["actions"][0]  # check_shape: a dict with one of our action ids
         user = body.get("user") or {}
         user_id = str(user.get("id", ""))
         container = body.get("container") or {}
@@ -447,12 +683,13 @@ def _with_email(person: Person, email: str | None) -> Person:
 
 def _team(body: Mapping[str, Any]) -> str | None:
     team = body.get("team")
-    if isinstance(team, Mapping):
-        return team.get("id")
+    found = team.get("id") if isinstance(team, Mapping) else None
     user = body.get("user")
-    if isinstance(user, Mapping):
-        return user.get("team_id")
-    return body.get("team_id")
+    if found is None and isinstance(user, Mapping):
+        found = user.get("team_id")
+    if found is None:
+        found = body.get("team_id")
+    return found if isinstance(found, str) else None
 
 
 def _errors_for(view: Mapping[str, Any], errors: Mapping[str, str]) -> dict[str, str]:

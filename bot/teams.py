@@ -40,14 +40,18 @@ import html
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Coroutine
+import time
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+import aiohttp
+import jwt
 from aiohttp import web
 from botbuilder.core import CardFactory, InvokeResponse, MessageFactory, TurnContext
+from botbuilder.core.serializer_helper import serializer_helper
 from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.integration.aiohttp import (
     CloudAdapter,
@@ -66,11 +70,15 @@ from botframework.connector.auth import (
     BotFrameworkAuthentication,
     ClaimsIdentity,
     ConnectorFactory,
+    EmulatorValidation,
     JwtTokenValidation,
     UserTokenClient,
 )
+from jwt.algorithms import RSAAlgorithm
 
+from bot.limits import BadBody, parse_json_object
 from bot.runtime import Handler, Runtime
+from bot.settings import TeamsAppType
 from cards import Target, render
 from cards.data import ErrorData
 from dialogs.intake import address_from_text
@@ -172,13 +180,36 @@ class MappedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
     caller's fault.
     """
 
-    def __init__(self, inner: BotFrameworkAuthentication) -> None:
+    def __init__(
+        self, inner: BotFrameworkAuthentication, verifier: TokenVerifier | None = None
+    ) -> None:
         self._inner = inner
+        self._verifier = verifier
         self._user_token_clients: dict[str | None, UserTokenClient] = {}
+
+    def result_for(self, verified: Verified) -> AuthenticateRequestResult:
+        """What the SDK's own check would return, for a token `TokenVerifier` accepted."""
+        identity = ClaimsIdentity(verified.claims, True)
+        result = AuthenticateRequestResult()
+        result.claims_identity = identity
+        result.audience = self._inner.get_originating_audience()
+        result.caller_id = CallerIdConstants.public_azure_channel if verified.channel else None
+        result.connector_factory = self._inner.create_connector_factory(identity)
+        return result
 
     async def authenticate_request(
         self, activity: Activity, auth_header: str
     ) -> AuthenticateRequestResult:
+        if self._verifier is not None and auth_header:
+            # Never the SDK's path for a token: it fetches keys with blocking I/O (§B3).
+            try:
+                verified = await self._verifier.verify(auth_header)
+            except KeysUnavailable as exc:
+                raise ConnectionError(str(exc)) from exc
+            why = self._verifier.admits(verified, activity.serialize())
+            if why is not None:
+                raise PermissionError(why)
+            return self.result_for(verified)
         try:
             return await self._inner.authenticate_request(activity, auth_header)
         except (PermissionError, OSError, TimeoutError):
@@ -237,6 +268,233 @@ def well_formed_authorization(header: str | None) -> bool:
     return True
 
 
+# --- inbound tokens, checked by us (reference/chat-platforms.md §B3) -------------------------
+#
+# The SDK's own check fetches OpenID metadata with blocking `requests` on the event loop, for
+# any issuer a token names, before the signature is checked; failures are not cached; tokens
+# without `exp` pass. Ours: the issuer first (only those the Bot Framework documents for this
+# app type), `exp` required, keys fetched with aiohttp under a timeout, cached for a day,
+# failures remembered with back-off, concurrent refreshes shared.
+
+CHANNEL_ISSUER = AuthenticationConstants.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER  # api.botframework.com
+ENTRA_METADATA_URL = AuthenticationConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL
+# The Bot Framework Emulator's issuers (botframework/connector/auth/emulator_validation.py).
+EMULATOR_ISSUERS = tuple(EmulatorValidation.TO_BOT_FROM_EMULATOR_TOKEN_VALIDATION_PARAMETERS.issuer)
+CLOCK_SKEW = 300  # seconds; the SDK's clock_tolerance for channel tokens
+KEYS_TTL = 24 * 3600.0  # the SDK refreshes OpenID metadata daily
+KEYS_TIMEOUT = 5.0  # seconds for metadata + keys together
+UNKNOWN_KID_REFRESH = 300.0  # an unknown key id refetches at most this often
+BACKOFF = (5.0, 300.0)  # first and longest wait after a failed fetch
+MAX_DOCUMENT = 256 * 1024  # bytes of metadata or JWKS we read
+TEAMS_CHANNEL = "msteams"
+EMULATOR_CHANNEL = "emulator"
+
+
+class KeysUnavailable(Exception):
+    """The signing keys could not be fetched (our outage: 503, not the caller's fault)."""
+
+
+@dataclass
+class _Key:
+    public: Any
+    endorsements: tuple[str, ...]
+
+
+class SigningKeys:
+    """The signing keys published behind one OpenID metadata URL (its `jwks_uri`)."""
+
+    def __init__(self, metadata_url: str, *, timeout: float = KEYS_TIMEOUT) -> None:
+        self.metadata_url = metadata_url
+        self.timeout = timeout
+        self.fetches = 0
+        self._keys: dict[str, _Key] = {}
+        self._fetched = -1e18  # monotonic time of the last successful fetch
+        self._attempted = -1e18  # ... and of the last attempt
+        self._failures = 0
+        self._retry_at = 0.0
+        self._inflight: asyncio.Future[None] | None = None
+
+    async def key(self, kid: str) -> _Key | None:
+        """The key `kid`, fetching (once, for every waiter) only when it is due."""
+        now = time.monotonic()
+        fresh = now - self._fetched < KEYS_TTL
+        if fresh and kid in self._keys:
+            return self._keys[kid]
+        if fresh and now - self._attempted < UNKNOWN_KID_REFRESH:
+            return None  # an unknown key id does not make us refetch on every request
+        if now < self._retry_at:
+            raise KeysUnavailable("signing keys unavailable (backing off)")
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._refresh())
+            self._inflight.add_done_callback(self._done)
+        await asyncio.shield(self._inflight)
+        return self._keys.get(kid)
+
+    def _done(self, future: asyncio.Future[None]) -> None:
+        self._inflight = None
+        if not future.cancelled():
+            future.exception()  # retrieved here: waiters re-raise it themselves
+
+    async def _refresh(self) -> None:
+        self._attempted = time.monotonic()
+        self.fetches += 1
+        try:
+            timeout = aiohttp.ClientTimeout(total=self.timeout)
+            async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as session:
+                metadata = await _get_json(session, self.metadata_url)
+                jwks_uri = metadata.get("jwks_uri")
+                if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http")):
+                    raise ValueError("the metadata has no jwks_uri")
+                document = await _get_json(session, jwks_uri)
+            keys = _parse_jwks(document)
+        except Exception as exc:
+            self._failures += 1
+            wait = min(BACKOFF[1], BACKOFF[0] * 2 ** (self._failures - 1))
+            self._retry_at = time.monotonic() + wait
+            log.warning(
+                "Teams signing keys could not be fetched (%s); next try in %.0f s",
+                type(exc).__name__,
+                wait,
+            )
+            raise KeysUnavailable("signing keys unavailable") from exc
+        self._keys = keys
+        self._fetched = time.monotonic()
+        self._failures = 0
+        self._retry_at = 0.0
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with session.get(url, allow_redirects=False) as response:
+        response.raise_for_status()
+        data = await response.content.read(MAX_DOCUMENT + 1)
+    if len(data) > MAX_DOCUMENT:
+        raise ValueError("document too large")
+    return parse_json_object(data)
+
+
+def _parse_jwks(document: Mapping[str, Any]) -> dict[str, _Key]:
+    keys: dict[str, _Key] = {}
+    for entry in document.get("keys") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+            continue
+        if entry.get("kty") != "RSA":
+            continue
+        try:
+            public = RSAAlgorithm.from_jwk(json.dumps(entry))
+        except Exception as exc:  # one bad key does not spoil the others
+            log.info("a signing key was skipped (%s)", type(exc).__name__)
+            continue
+        endorsements = entry.get("endorsements")
+        keys[entry["kid"]] = _Key(
+            public,
+            tuple(e for e in endorsements if isinstance(e, str))
+            if isinstance(endorsements, list)
+            else (),
+        )
+    if not keys:
+        raise ValueError("no usable RSA keys")
+    return keys
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A token whose signature, issuer, audience and lifetime were checked."""
+
+    token: str
+    claims: dict[str, Any]
+    endorsements: tuple[str, ...]
+    channel: bool  # issued by the Bot Framework channel service (not Entra / the Emulator)
+
+
+class TokenVerifier:
+    """Checks inbound Bot Framework tokens without the SDK's blocking path (§B3)."""
+
+    def __init__(
+        self,
+        app_id: str,
+        *,
+        channel_metadata_url: str | None = None,
+        app_type: TeamsAppType = TeamsAppType.MULTI_TENANT,
+        tenant_id: str | None = None,
+        emulator: bool = False,
+        timeout: float = KEYS_TIMEOUT,
+    ) -> None:
+        self.app_id = app_id
+        self.emulator = emulator
+        channel_keys = SigningKeys(
+            channel_metadata_url or AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL,
+            timeout=timeout,
+        )
+        self.issuers: dict[str, SigningKeys] = {CHANNEL_ISSUER: channel_keys}
+        entra: SigningKeys | None = None
+        if app_type is TeamsAppType.SINGLE_TENANT and tenant_id:
+            # A single-tenant bot's channel tokens may come from its own tenant (v1 / v2).
+            entra = SigningKeys(ENTRA_METADATA_URL, timeout=timeout)
+            for template in (
+                AuthenticationConstants.VALID_TOKEN_ISSUER_URL_TEMPLATE_V1,
+                AuthenticationConstants.VALID_TOKEN_ISSUER_URL_TEMPLATE_V2,
+            ):
+                self.issuers[template.format(tenant_id)] = entra
+        if emulator:  # `mailfix demo` only
+            entra = entra or SigningKeys(ENTRA_METADATA_URL, timeout=timeout)
+            for issuer in EMULATOR_ISSUERS:
+                self.issuers[issuer] = entra
+        self.channels = {TEAMS_CHANNEL, EMULATOR_CHANNEL} if emulator else {TEAMS_CHANNEL}
+
+    async def verify(self, header: str) -> Verified:
+        """The checked token from `Authorization: Bearer …`. PermissionError when it is not
+        good; KeysUnavailable when the keys to check it cannot be had."""
+        scheme, _, token = header.strip().partition(" ")
+        if scheme != "Bearer" or not token:
+            raise PermissionError("not a bearer token")
+        try:
+            head = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise PermissionError("unreadable token") from None
+        issuer = unverified.get("iss")
+        # The issuer first: a token naming any other never makes us fetch anything.
+        keys = self.issuers.get(issuer) if isinstance(issuer, str) else None
+        if keys is None:
+            raise PermissionError("issuer not accepted")
+        if head.get("alg") != "RS256" or not isinstance(head.get("kid"), str):
+            raise PermissionError("algorithm or key id not accepted")
+        if not isinstance(unverified.get("exp"), int | float):
+            raise PermissionError("the token has no expiry")
+        key = await keys.key(head["kid"])
+        if key is None:
+            raise PermissionError("unknown signing key")
+        channel = issuer == CHANNEL_ISSUER
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.public,
+                algorithms=["RS256"],
+                issuer=issuer,
+                audience=self.app_id if channel else None,
+                leeway=CLOCK_SKEW,
+                options={"require": ["exp", "iss"], "verify_aud": channel},
+            )
+        except jwt.PyJWTError as exc:
+            raise PermissionError(f"token refused ({type(exc).__name__})") from None
+        # Entra / Emulator tokens name the bot in appid (v1) or azp (v2), as the SDK checks.
+        named = (claims.get("appid"), claims.get("azp"), claims.get("aud"))
+        if not channel and self.app_id not in named:
+            raise PermissionError("the token is for another app")
+        return Verified(token, claims, key.endorsements, channel)
+
+    def admits(self, verified: Verified, activity: Mapping[str, Any]) -> str | None:
+        """Why this checked token does not cover this activity, or None when it does."""
+        channel_id = activity.get("channelId")
+        if channel_id not in self.channels:
+            return "channel not accepted"
+        if verified.endorsements and channel_id not in verified.endorsements:
+            return "the signing key is not endorsed for this channel"
+        if verified.channel and verified.claims.get("serviceurl") != activity.get("serviceUrl"):
+            return "the token is for another service URL"
+        return None
+
+
 # --- invoke bodies (msrest models, never dicts: headline finding 1) --------------------------
 
 
@@ -285,11 +543,14 @@ def person_of(activity: Activity, email: str | None = None) -> Person:
     conversation = activity.conversation
     tenant = getattr(conversation, "tenant_id", None)
     if not tenant and isinstance(activity.channel_data, dict):
-        tenant = (activity.channel_data.get("tenant") or {}).get("id")
+        found = activity.channel_data.get("tenant")
+        tenant = found.get("id") if isinstance(found, dict) else None
+    aad = getattr(user, "aad_object_id", None)
     return Person(
-        # The Entra object id is the same in every chat and is what approvals check (§B4);
-        # the "29:…" id is per bot, so only a fallback.
-        id=getattr(user, "aad_object_id", None) or user.id,
+        # The Entra object id is the same in every chat and is what approvals check (§B4).
+        # `handle` refuses activities without one, except the Emulator's in `mailfix demo`
+        # (its "from.id" is all it has).
+        id=aad if aad else f"emulator:{user.id}",
         name=user.name or None,
         email=email,
         workspace=tenant or None,
@@ -374,43 +635,128 @@ class TeamsBot:
             auth = ConfigurationBotFrameworkAuthentication(config)
         except Exception as exc:  # the SDK raises bare Exceptions for missing settings
             raise ValueError(f"Teams settings: {exc}") from exc
-        self.adapter = CloudAdapter(MappedAuthentication(auth))
+        self.verifier = TokenVerifier(
+            self.app_id,
+            channel_metadata_url=settings.teams_openid_metadata_url,
+            app_type=settings.teams_app_type,
+            tenant_id=settings.teams_app_tenant_id,
+            emulator=settings.teams_emulator,
+        )
+        self.emulator = settings.teams_emulator
+        self.adapter = CloudAdapter(MappedAuthentication(auth, self.verifier))
         self.handler = _Handler(self)
         self._emails: dict[str, str | None] = {}
 
     # --- HTTP ----------------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """`POST /api/messages`."""
+        """`POST /api/messages`: the token first, then the body, then botbuilder.
+
+        With an app id, nothing from the body is parsed before the token's signature, issuer,
+        audience and expiry are checked; then the activity must match the token (channel,
+        service URL, endorsements) and name its sender by Entra object id.
+        """
         if self.runtime.closing:
             return _problem(503, "shutting_down", "The server is shutting down; retry shortly.")
         if request.content_type != "application/json":
             return _problem(415, "unsupported_media_type", "Send the activity as JSON.")
-        if not well_formed_authorization(request.headers.get("Authorization")):
-            return _problem(
-                401,
-                "unauthorized",
-                "The Authorization header is not a bearer token.",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        header = request.headers.get("Authorization")
+        if not well_formed_authorization(header):
+            return _unauthorized("The Authorization header is not a bearer token.")
+        verified: Verified | None = None
+        if self.app_id:
+            if header is None:
+                return _unauthorized("A bearer token is required.")
+            try:
+                verified = await self.verifier.verify(header)
+            except PermissionError as exc:
+                log.warning("Teams request refused: %s", exc)
+                return _unauthorized("The token is not valid for this bot.")
+            except KeysUnavailable:
+                return _problem(
+                    503,
+                    "unavailable",
+                    "The keys to check this token cannot be fetched right now; retry shortly.",
+                    headers={"Retry-After": "30"},
+                )
+        elif header is not None:
+            # No app id: nothing to check a token against, so none is taken (the Emulator
+            # sends none when it has no app id either).
+            log.warning("Teams request refused: a token sent to a bot without an app id")
+            return _unauthorized("This bot has no app id; send no token.")
         try:
-            body = await request.json()  # aiohttp keeps the bytes: the adapter reads them again
-        except ValueError:
-            return _problem(400, "bad_request", "The body is not JSON.")
-        problem = _activity_problem(body)
+            body = parse_json_object(await request.read())
+        except BadBody as exc:
+            log.warning("Teams request refused: %s", exc)
+            return _problem(exc.status, exc.code, str(exc))
+        problem = _activity_problem(body) or self._sender_problem(body)
         if problem:
+            log.warning("Teams request refused: %s", problem)
             return _problem(400, "bad_request", problem)
+        if verified is not None:
+            why = self.verifier.admits(verified, body)
+            if why is not None:
+                log.warning("Teams request refused: %s", why)
+                return _unauthorized("The token does not cover this activity.")
+        elif body.get("channelId") not in self.verifier.channels:
+            log.warning("Teams request refused: channel not accepted")
+            return _problem(400, "bad_request", "The activity is not from Microsoft Teams.")
+        activity = Activity().deserialize(body)
+        try:
+            auth = await self._authenticated(activity, verified)
+        except PermissionError as exc:
+            log.warning("Teams request refused: %s", exc)
+            return _unauthorized("The token is not valid for this bot.")
+        return await self._process(request, activity, auth)
 
+    def _sender_problem(self, body: Mapping[str, Any]) -> str | None:
+        """Identity is the Entra object id (`aadObjectId`) alone; only the Emulator has none."""
+        if body.get("type") not in (ActivityTypes.message, ActivityTypes.invoke):
+            return None
+        sender = body.get("from") or {}
+        aad = sender.get("aadObjectId")
+        if isinstance(aad, str) and aad:
+            return None
+        if self.emulator and body.get("channelId") == EMULATOR_CHANNEL:
+            return None
+        return "The activity does not name its sender's Entra object id."
+
+    async def _authenticated(
+        self, activity: Activity, verified: Verified | None
+    ) -> AuthenticateRequestResult:
+        if verified is None:  # no app id: the SDK's anonymous claims (no network)
+            result: AuthenticateRequestResult = (
+                await self.adapter.bot_framework_authentication.authenticate_request(activity, "")
+            )
+            return result
+        auth = self.adapter.bot_framework_authentication
+        assert isinstance(auth, MappedAuthentication)
+        return auth.result_for(verified)
+
+    async def _process(
+        self, request: web.Request, activity: Activity, auth: AuthenticateRequestResult
+    ) -> web.StreamResponse:
+        """What `CloudAdapter.process` does, on the activity we already read and checked."""
         after: list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] = []
         token = _AFTER.set(after)
         try:
-            response: web.StreamResponse = await self.adapter.process(request, self.handler)
+            invoke = await self.adapter.process_activity(auth, activity, self.handler.on_turn)
+        except PermissionError as exc:
+            for work, _, _ in after:
+                work.close()
+            log.warning("Teams request refused: %s", exc)
+            return _unauthorized("The token is not valid for this bot.")
         except BaseException:
             for work, _, _ in after:
                 work.close()
             raise
         finally:
             _AFTER.reset(token)
+        response: web.StreamResponse
+        if invoke:
+            response = web.json_response(data=serializer_helper(invoke.body), status=invoke.status)
+        else:
+            response = web.Response(status=201)
         if after:
             # Send the answer first: an edit must never reach Teams before the invoke response
             # whose card it edits.
@@ -787,3 +1133,7 @@ def _problem(
     status: int, error: str, message: str, *, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.json_response({"error": error, "message": message}, status=status, headers=headers)
+
+
+def _unauthorized(message: str) -> web.Response:
+    return _problem(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})

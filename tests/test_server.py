@@ -34,7 +34,7 @@ from bot.redact import MASK, install_redaction, redact
 from bot.runtime import Runtime
 from bot.server import SECURITY_HEADERS, create_app
 from bot.settings import ReplyMode, Settings, TeamsAppType
-from bot.storage import SqlStore
+from bot.storage import SqlStore, head_revision
 from bot.tasks import TaskSupervisor
 
 
@@ -81,7 +81,7 @@ async def test_readyz_is_503_before_migrations(tmp_path: Path) -> None:
         assert ready.status == 503
         body = await ready.json()
         assert body["status"] == "not ready"
-        assert "expected 0001" in body["reason"]
+        assert f"expected {head_revision()}" in body["reason"]
 
 
 async def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:

@@ -685,7 +685,7 @@ def test_every_record_names_real_checks() -> None:
     for spec in CAUSES.values():
         assert set(spec.checks) <= catalogue, spec.id
         assert {check for check, _ in spec.found_by} <= set(spec.checks), spec.id
-        assert spec.title and spec.title[0].isupper() or spec.title.startswith("mailfix")
+        assert spec.title[:1].isupper() or spec.title.startswith("mailfix"), spec.id
 
 
 def test_codes_name_one_cause_each() -> None:

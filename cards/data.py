@@ -95,6 +95,9 @@ class ResultsData(_Data):
     actions_enabled: bool = True  # False: no buttons (e.g. the helpdesk copy, a stale card)
     escalated: bool = False  # True: show the "Escalated" state instead of the button
     note: str | None = None  # one line above the buttons ("Checked again at 10:42")
+    # "person": their card, the helpdesk details collapsed (Teams) or behind a button (Slack);
+    # "helpdesk": the details open (the Slack details modal, a helpdesk copy of the card).
+    audience: Literal["person", "helpdesk"] = "person"
 
 
 # --- escalation receipt ----------------------------------------------------------------------

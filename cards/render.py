@@ -25,17 +25,18 @@ from typing import Any
 import jinja2
 from pydantic import BaseModel
 
+from checks.models import Status
 from dialogs.models import Action, CardSpec
 
 from . import data as d
 from .limits import SlackKind, adaptive_problems, slack_problems
+from .present import short_reason
 from .text import escape_ac_markdown, escape_mrkdwn, fit, one_line, scrub, slack_code, slack_pre
 from .view import (
     DETAIL_LEVELS,
     GROUP_LABELS,
     ICONS,
     STATUS_COUNT_WORDS,
-    GroupView,
     results_view,
 )
 
@@ -129,28 +130,19 @@ def _line(value: Any) -> str:
     return one_line("" if value is None else str(value))
 
 
-def _compact_group(
-    escaper: Callable[[str], str], bold: str
-) -> Callable[[GroupView, int, int], str]:
-    """One escaped line per finding ("❌ **title** — summary"), as many as fit in `limit`."""
-
-    def flt(group: GroupView, limit: int, summary: int) -> str:
-        lines: list[str] = []
-        used = 0
-        for i, f in enumerate(group.findings):
-            line = f"{f.icon} {bold}{fit(one_line(f.title), 100, escaper)}{bold}"
-            if summary:
-                line += " — " + fit(one_line(f.summary), summary, escaper)
-            more = len(group.findings) - i - 1
-            reserve = 40 if more else 0  # room for the "and N more" line
-            if used + len(line) + 1 + reserve > limit:
-                lines.append(f"… and {len(group.findings) - i} more")
-                break
-            lines.append(line)
-            used += len(line) + 1
-        return "\n".join(lines)
-
-    return flt
+def _skipped_lines(finished: list[d.FindingLine]) -> list[str]:
+    """Skipped checks on the progress card: one line per reason, never one per check."""
+    groups: dict[str, list[str]] = {}
+    for f in finished:
+        if f.status is Status.SKIP:
+            groups.setdefault(" ".join(f.summary.split()), []).append(f.title)
+    lines = []
+    for reason, titles in groups.items():
+        if reason.lower().startswith(("does not apply", "not needed for")):
+            lines.append(f"Not needed for this app: {', '.join(titles)}.")
+        else:
+            lines.append(f"Not checked: {', '.join(titles)} — {short_reason(reason)}.")
+    return lines
 
 
 def _env(target_family: str) -> jinja2.Environment:
@@ -174,15 +166,16 @@ def _env(target_family: str) -> jinja2.Environment:
         code=_limited(slack_code) if target_family == "slack" else _limited(md),
         pre=_limited(slack_pre) if target_family == "slack" else _limited(md),
     )
-    env.filters["compact_group"] = _compact_group(md, "*" if target_family == "slack" else "**")
     env.globals.update(
         comma=_Comma,
+        skipped_lines=_skipped_lines,
         icons=ICONS,
         group_labels=GROUP_LABELS,
         count_words=STATUS_COUNT_WORDS,
         ACTION_RUN_AGAIN=Action.RUN_AGAIN.value,
         ACTION_FIXED=Action.FIXED.value,
         ACTION_ESCALATE=Action.ESCALATE.value,
+        ACTION_DETAILS=Action.DETAILS.value,
         INTAKE_VERB="mailfix.intake",
     )
     return env
@@ -238,6 +231,8 @@ def _render_once(
     if target is Target.SLACK_MODAL:
         if name == "intake":
             return _render_json("slack", "intake_modal", **ctx)
+        if name == "results":  # "Details for the helpdesk"
+            return _render_json("slack", "results_modal", **ctx)
         if name not in _SLACK_MESSAGE_TEMPLATES:
             raise CardError(f"no Slack modal for template {name!r}")
         # A status view in a modal ("checking…", an error): the message blocks in a modal.

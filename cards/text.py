@@ -63,13 +63,36 @@ def safe_cut(text: str, n: int) -> int:
     return cut
 
 
+# Where a cut may fall without splitting a word: after a space, or after a separator inside
+# long unbroken values (URLs, lists, paths).
+_BREAKS = (" ", "\n", "\t", "/", ",", ";", "&", "?", "=", "-")
+
+
+def word_cut(text: str, n: int) -> int:
+    """The largest index <= n that ends a word (never splits a character). A single word
+    longer than about half the room (a URL, a hash) is cut inside it, at a character boundary."""
+    cut = safe_cut(text, n)
+    if cut >= len(text) or cut == 0:
+        return cut
+    if text[cut] in (" ", "\n", "\t") or text[cut - 1] in _BREAKS:
+        return cut
+    floor = cut // 2
+    best = max(text.rfind(b, floor, cut) for b in _BREAKS)
+    if best < floor or best <= 0:
+        return cut
+    end = best + 1 if text[best] not in (" ", "\n", "\t") else best
+    return safe_cut(text, end)
+
+
 def truncate(text: str, n: int) -> str:
-    """Keep at most `n` raw characters and say visibly how much was dropped."""
+    """Keep at most `n` raw characters, ending at a word boundary, and say visibly how much
+    was dropped."""
     if len(text) <= n:
         return text
-    cut = safe_cut(text, n)
-    rest = len(text) - cut
-    return f"{text[:cut]}… (truncated, {rest} more characters)"
+    cut = word_cut(text, n)
+    head = text[:cut].rstrip()
+    rest = len(text) - len(head)
+    return f"{head}… (shortened, {rest} more characters)"
 
 
 def fit(text: str, limit: int, escape: Escaper | None = None) -> str:
@@ -83,8 +106,8 @@ def fit(text: str, limit: int, escape: Escaper | None = None) -> str:
         # Titles, button labels: no room for a note, a bare ellipsis is still visible.
         cut = min(len(text), limit) + 1
         while cut > 0:
-            cut = safe_cut(text, cut - 1)
-            out = esc(text[:cut] + "…")
+            cut = word_cut(text, cut - 1)
+            out = esc(text[:cut].rstrip() + "…")
             if len(out) <= limit:
                 return out
         return "…"[:limit]

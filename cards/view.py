@@ -1,17 +1,23 @@
-"""Shape the results for display: group findings, order them, and decide how much fits.
+"""Shape the results for two audiences: the person, and the helpdesk.
 
-Templates get plain data from here (raw strings, never escaped) plus a `Detail` level that says
-how much to show. The renderer tries the levels in order until the card fits its platform.
+The person's part is short and always complete: the most likely cause, the steps for their
+app, one line per thing that went wrong, one line for what passed, one line for what was not
+checked. The helpdesk's part (collapsed under "Details for the helpdesk" on the person's card,
+open in the Slack modal) has every finding with its evidence as labelled facts, the numbered
+trace and any proposed fix; the renderer tries `DETAIL_LEVELS` in order until the card fits
+its platform, and the card then says what it left out.
+
+Templates get raw strings from here (never escaped): `cards.present` turns evidence into words.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from checks.models import Finding, Side, Status, Step
+from checks.models import Report, Side, Status
 
 from .data import ResultsData
-from .text import evidence_pairs
+from .present import FindingText, NotChecked, finding_text, not_checked, trace_line
 
 # Order on the results card: what needs attention first.
 STATUS_ORDER: tuple[Status, ...] = (
@@ -33,7 +39,7 @@ GROUP_LABELS: dict[Status, str] = {
     Status.ERROR: "Could not check",
     Status.WARN: "Warnings",
     Status.PASS: "Passed",
-    Status.SKIP: "Skipped",
+    Status.SKIP: "Not checked",
 }
 SIDE_PHRASES: dict[Side, str] = {
     Side.DEVICE: "on your device or in your mail app",
@@ -48,17 +54,17 @@ STATUS_COUNT_WORDS: dict[Status, str] = {
     Status.ERROR: "could not be checked",
     Status.WARN: "with warnings",
     Status.PASS: "passed",
-    Status.SKIP: "skipped",
+    Status.SKIP: "not checked",
 }
 
 
 @dataclass(frozen=True)
 class Detail:
-    """How much of each finding to show. Lengths are raw characters, before escaping."""
+    """How much of the helpdesk part to show. Lengths are raw characters, before escaping."""
 
     level: int
-    collapse_ok: bool  # pass/skip findings as one line of titles per group
-    compact: bool  # one block per status group instead of one per finding
+    collapse_ok: bool  # passed findings: title and summary only (no facts, no trace)
+    compact: bool  # every finding one line
     summary: int
     detail: int  # 0: hide
     evidence_items: int  # 0: hide
@@ -69,116 +75,153 @@ class Detail:
     trace_len: int
 
 
+# Level 0 shortens nothing a real report holds; later levels only where a platform forces it.
 DETAIL_LEVELS: tuple[Detail, ...] = (
-    Detail(0, False, False, 500, 600, 12, 400, 5, 300, 20, 200),
-    Detail(1, True, False, 500, 600, 12, 400, 5, 300, 20, 200),
-    Detail(2, True, False, 300, 200, 6, 120, 3, 200, 12, 100),
-    Detail(3, True, False, 200, 0, 3, 60, 2, 150, 0, 0),
-    Detail(4, True, True, 160, 0, 0, 0, 3, 150, 0, 0),
-    Detail(5, True, True, 0, 0, 0, 0, 3, 150, 0, 0),  # titles only: always fits
+    Detail(0, False, False, 1500, 1200, 40, 1000, 8, 600, 60, 600),
+    Detail(1, False, False, 600, 600, 20, 400, 5, 400, 30, 300),
+    Detail(2, True, False, 600, 400, 20, 300, 5, 300, 30, 200),
+    Detail(3, True, False, 300, 200, 10, 160, 3, 200, 15, 120),
+    Detail(4, True, False, 200, 0, 6, 100, 2, 150, 0, 0),
+    Detail(5, True, True, 160, 0, 0, 0, 0, 0, 0, 0),
+    Detail(6, True, True, 0, 0, 0, 0, 0, 0, 0, 0),  # titles only: always fits
 )
 
 
 def degrade_notes(d: Detail) -> list[str]:
-    """What the card says about what it left out."""
+    """What the helpdesk part says about what it left out (nothing at level 0)."""
     notes: list[str] = []
-    if d.collapse_ok:
-        notes.append("Passed and skipped checks are listed by name only, to fit the card.")
-    if d.level >= 2:
-        notes.append("Evidence and details are shortened to fit; the full report is kept.")
+    if d.level >= 1:
+        notes.append("Some long values are shortened to fit the card; the full report is kept.")
+    if d.collapse_ok and not d.compact:
+        notes.append("Passed checks show their summary only.")
     if d.compact:
-        notes.append("Findings are summarised one line each.")
+        notes.append("Each check is summarised in one line.")
     if d.compact and not d.summary:
         notes.append("Only the names of the checks fit on this card.")
     return notes
 
 
 @dataclass(frozen=True)
-class StepView:
-    name: str
-    status: Status
-    icon: str
-    detail: str
-
-
-@dataclass(frozen=True)
 class FindingView:
+    """One finding for the helpdesk, cut to the detail level (raw strings)."""
+
     check: str
     title: str
     status: Status
     icon: str
+    status_word: str
     summary: str
     detail: str
-    evidence: list[tuple[str, str]]
+    evidence: list[tuple[str, str]]  # (label, value) in words
+    fix: str  # "Proposed fix" line, "" when none
     next_steps: list[str]
-    steps: list[StepView]
+    steps: list[str]  # the trace, one line per step, in words
     trace_id: str
+    more_steps: int = 0  # trace steps left out at this level
+    brief: bool = False  # title and summary only
 
 
 @dataclass(frozen=True)
-class GroupView:
-    status: Status
-    icon: str
-    label: str
-    findings: list[FindingView]
-    collapsed: bool
-
-    @property
-    def titles(self) -> list[str]:
-        return [f.title for f in self.findings]
+class CauseView:
+    title: str
+    confidence: int  # percent
+    side: str  # "in your organisation's DNS records"
 
 
 @dataclass(frozen=True)
 class ResultsView:
-    groups: list[GroupView]
-    counts: list[tuple[Status, int]]  # non-zero counts in display order
+    # the person
     top_title: str | None
-    top_side: str | None  # phrase: "in your organisation's DNS records"
+    top_side: str | None
+    problems: list[FindingView]  # failed, could-not-check, warnings: one line each
+    passed: list[str]  # titles
+    not_checked: list[NotChecked]  # the ones worth telling the person (they apply to the app)
+    counts: list[tuple[Status, int]]  # non-zero counts in display order
+    # the helpdesk
+    causes: list[CauseView]
+    findings: list[FindingView]  # everything that ran, worst first
+    skipped: list[NotChecked]  # every skip reason, one line each
+    detail: Detail
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def passed_line(self) -> str:
+        if not self.passed:
+            return ""
+        n = len(self.passed)
+        return f"{n} check{'s' if n != 1 else ''} passed: {', '.join(self.passed)}."
 
-def _steps(steps: list[Step]) -> list[StepView]:
-    return [StepView(s.name, s.status, ICONS[s.status], s.detail) for s in steps]
+    @property
+    def worst(self) -> Status:
+        return self.counts[0][0] if self.counts else Status.PASS
 
 
-def _finding(f: Finding, title: str, d: Detail, index: int) -> FindingView:
-    evidence = evidence_pairs(f.evidence, max_items=d.evidence_items) if d.evidence_items else []
+def _view(t: FindingText, d: Detail, index: int, brief: bool) -> FindingView:
+    facts = [(f.label, f.value) for f in t.facts] if d.evidence_items and not brief else []
+    if len(facts) > d.evidence_items:
+        kept = d.evidence_items - 1
+        facts = [*facts[:kept], ("Not shown", f"{len(facts) - kept} more facts")]
+    steps = [trace_line(s) for s in t.steps] if d.trace_steps and not brief else []
+    more = max(0, len(steps) - d.trace_steps)
+    fix = t.fix.line() if t.fix is not None and not d.compact else ""
     return FindingView(
-        check=f.check,
-        title=title,
-        status=f.status,
-        icon=ICONS[f.status],
-        summary=f.summary,
-        detail=f.detail if d.detail else "",
-        evidence=evidence,
-        next_steps=f.next_steps[: d.next_steps],
-        steps=_steps(f.steps[: d.trace_steps]) if d.trace_steps else [],
+        check=t.check,
+        title=t.title,
+        status=t.status,
+        icon=ICONS[t.status],
+        status_word=t.status_word,
+        summary=t.summary,
+        detail=t.detail if d.detail and not brief else "",
+        evidence=facts,
+        fix=fix,
+        next_steps=[] if brief else t.next_steps[: d.next_steps],
+        steps=steps[: d.trace_steps],
         trace_id=f"trace-{index}",
+        more_steps=more,
+        brief=brief,
     )
 
 
 def results_view(data: ResultsData, d: Detail) -> ResultsView:
-    """Group and order the findings of `data.report` for the given detail level."""
-    by_status: dict[Status, list[FindingView]] = {s: [] for s in STATUS_ORDER}
-    for i, f in enumerate(data.report.findings):
-        title = data.check_titles.get(f.check, f.check)
-        by_status[f.status].append(_finding(f, title, d, i))
-    groups = [
-        GroupView(
-            status=s,
-            icon=ICONS[s],
-            label=GROUP_LABELS[s],
-            findings=by_status[s],
-            collapsed=d.collapse_ok and s in (Status.PASS, Status.SKIP),
+    """The person's part and the helpdesk's part of `data.report` at detail level `d`."""
+    report: Report = data.report
+    texts = {
+        f.check: finding_text(f, data.check_titles.get(f.check, f.check)) for f in report.findings
+    }
+    order = {s: i for i, s in enumerate(STATUS_ORDER)}
+    ran = sorted(
+        (f for f in report.findings if f.status is not Status.SKIP),
+        key=lambda f: order[f.status],
+    )
+    index = {f.check: i for i, f in enumerate(report.findings)}
+    full = [_view(texts[f.check], DETAIL_LEVELS[0], index[f.check], False) for f in ran]
+    findings = [
+        _view(
+            texts[f.check],
+            d,
+            index[f.check],
+            brief=d.compact or (d.collapse_ok and f.status is Status.PASS),
         )
-        for s in STATUS_ORDER
-        if by_status[s]
+        for f in ran
     ]
-    top = data.report.top_cause
+    skipped = not_checked(report.findings, data.check_titles)
+    counts = [
+        (s, n) for s in STATUS_ORDER if (n := sum(1 for f in report.findings if f.status is s))
+    ]
+    top = report.top_cause
     return ResultsView(
-        groups=groups,
-        counts=[(s, len(by_status[s])) for s in STATUS_ORDER if by_status[s]],
         top_title=top.title if top else None,
         top_side=SIDE_PHRASES[top.side] if top else None,
+        problems=[v for v in full if v.status in (Status.FAIL, Status.ERROR, Status.WARN)],
+        passed=[v.title for v in full if v.status is Status.PASS],
+        not_checked=[n for n in skipped if n.applies],
+        counts=counts,
+        causes=[
+            CauseView(c.title, round(c.confidence * 100), SIDE_PHRASES[c.side])
+            for c in report.causes[:5]
+        ],
+        findings=findings,
+        skipped=skipped,
+        detail=d,
         notes=degrade_notes(d),
     )

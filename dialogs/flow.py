@@ -25,6 +25,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -313,6 +314,14 @@ class Conversation:
                 )
             )
             return
+        if turn.action is Action.DETAILS:
+            # Slack: "Details for the helpdesk" opens in a modal (ShowForm -> views.open with
+            # the button's trigger id); Teams and the console carry them inside the card.
+            if stored.report is None:
+                yield Notice(text="This check has no results yet.")
+            else:
+                yield ShowForm(card=await self._results_card(stored, audience="helpdesk"))
+            return
         handlers = {
             Action.RUN_AGAIN: self._run_again,
             Action.FIXED: self._fixed,
@@ -429,6 +438,7 @@ class Conversation:
         *,
         actions_enabled: bool = True,
         note: str | None = None,
+        audience: Literal["person", "helpdesk"] = "person",
     ) -> CardSpec:
         assert stored.report is not None
         kinds = {f.kind for f in await self.s.store.follow_ups(stored.id)}
@@ -447,6 +457,7 @@ class Conversation:
             actions_enabled=actions_enabled and "fixed" not in kinds,
             escalated="escalation_requested" in kinds,
             note=note,
+            audience=audience,
         )
         return CardSpec(template="results", data=data.model_dump(mode="json"))
 
@@ -591,5 +602,6 @@ def _when(at: datetime) -> str:
 
 
 def _command(platform: Platform) -> str:
-    """How the person starts mailfix on their platform (Teams has no slash commands, §B7)."""
-    return "mailfix" if platform is Platform.TEAMS else "/mailfix"
+    """How the person starts mailfix on their platform: a slash command in Slack only (Teams
+    has none, §B7; the console's composer takes "mailfix …" like Teams)."""
+    return "/mailfix" if platform is Platform.SLACK else "mailfix"

@@ -44,6 +44,7 @@ class Action(StrEnum):
     RUN_AGAIN = "mailfix.run_again"
     FIXED = "mailfix.fixed"
     ESCALATE = "mailfix.escalate"
+    DETAILS = "mailfix.details"  # Slack: open "Details for the helpdesk" in a modal
 
 
 class Turn(_Frozen):

@@ -325,7 +325,7 @@ def test_hostile_text_validates_and_stays_literal(template: str, target: Target)
         prose = re.sub(r"```.*?```|`[^`]*`", "", md, flags=re.DOTALL)
         assert "*bold*" not in prose and "_it_" not in prose and "~strike~" not in prose
     # whatever was cut says so
-    assert "truncated," in blob
+    assert "shortened," in blob
 
 
 def test_unsupported_pairs_are_refused() -> None:
@@ -368,46 +368,69 @@ def _slack_section_texts(msg: dict[str, Any]) -> list[str]:
     return out
 
 
-def test_results_slack_puts_top_cause_first_then_steps_then_groups_in_order() -> None:
+def test_results_slack_person_first_then_found_passed_not_checked() -> None:
     msg = render(spec("results", results()), Target.SLACK_MESSAGE)
     texts = _slack_section_texts(msg)
     assert texts[1].startswith("*Most likely:* Autodiscover DNS record missing")
     assert "organisation's DNS records" in texts[1]
     assert texts[2].startswith("*What to do in Outlook for Windows:*\n1. Close Outlook")
-    order = [t for t in texts if re.match(r"^\*(❌|❗|⚠️|✅|⏭) ", t)]
-    icons = [t.split()[0].lstrip("*") for t in order]
-    assert icons == ["❌", "❗", "⚠️", "✅", "⏭"]
+    found = texts[3].split("\n")
+    assert [line.split()[0] for line in found] == ["❌", "❌", "❗", "⚠️", "⚠️"]
+    small = texts[4].split("\n")
+    assert small[0] == "✅ 4 checks passed: activesync.endpoint, MX records, dns.spf, net.https."
+    assert all(line.startswith("⏭ Not checked: ") for line in small[1:])
+    # the person's message holds no helpdesk evidence: that is behind the details button
+    blob = "\n".join(all_texts(msg))
+    assert "DigiCert" not in blob and "Steps" not in blob
     assert msg["text"].startswith("mailfix: most likely Autodiscover DNS record missing")
 
 
-def test_results_adaptive_order_trace_toggle_and_buttons() -> None:
+def test_results_adaptive_details_are_collapsed_behind_a_toggle_with_a_hide_button() -> None:
     card = render(spec("results", results()), Target.ADAPTIVE)
     body = card["body"]
     assert body[2]["type"] == "Container"
     assert body[2]["items"][0]["text"].startswith("**Most likely:** Autodiscover DNS record")
-    group_heads = [b["text"] for b in body if b.get("weight") == "Bolder" and b.get("separator")]
-    assert [h.split()[0] for h in group_heads] == ["❌", "❗", "⚠️", "✅", "⏭"]
-    # the Autodiscover trace is collapsed behind a toggle
-    containers = [n for b in body for n in [b] if n["type"] == "Container" and n.get("items")]
-    traces = [i for c in containers for i in c["items"] if i.get("isVisible") is False]
-    assert len(traces) == 1 and len(traces[0]["items"]) == 4
-    toggles = [
-        a for c in containers for i in c["items"] if i["type"] == "ActionSet" for a in i["actions"]
-    ]
-    assert toggles[0]["targetElements"] == [traces[0]["id"]]
+    (details,) = [b for b in body if b.get("id") == "details"]
+    assert details["isVisible"] is False
+    assert details["items"][0]["text"] == "Details for the helpdesk"
+    toggles = [n for n in _nodes(card) if n.get("type") == "Action.ToggleVisibility"]
+    assert [t["title"] for t in toggles] == ["Details for the helpdesk", "Hide the details"]
+    assert all(t["targetElements"] == ["details", "details-show"] for t in toggles)
+    # the helpdesk part: every finding that ran, worst first, with facts and the trace
+    heads = [i["items"][0]["text"] for i in details["items"] if i.get("type") == "Container"]
+    assert [h.split()[0] for h in heads][:5] == ["❌", "❌", "❗", "⚠️", "⚠️"]
+    facts = [f for n in _nodes(details) if n.get("type") == "FactSet" for f in n["facts"]]
+    assert {"title": "TLS issuer", "value": "DigiCert"} in facts
     verbs = [a["verb"] for a in card["actions"]]
     assert verbs == [Action.RUN_AGAIN, Action.FIXED, Action.ESCALATE]
     for a in card["actions"]:
         assert a["data"] == {"diagnosis_id": "d-42"}
         assert a["fallback"]["data"] == {"verb": a["verb"], "diagnosis_id": "d-42"}
     # a normal report fits without leaving anything out
-    assert not any("to fit" in t for t in all_texts(card))
+    assert not any("to fit" in t or "shortened" in t for t in all_texts(card))
+
+
+def test_results_helpdesk_audience_shows_the_details_open() -> None:
+    card = render(spec("results", results(audience="helpdesk")), Target.ADAPTIVE)
+    (details,) = [b for b in card["body"] if b.get("id") == "details"]
+    assert details["isVisible"] is True
+    assert not [n for n in _nodes(card) if n.get("type") == "Action.ToggleVisibility"]
+    assert "actions" not in card
+    msg = render(spec("results", results(audience="helpdesk")), Target.SLACK_MESSAGE)
+    validate_slack(msg, "message")
+    assert any(t == "Details for the helpdesk" for t in all_texts(msg))
+    assert not [b for b in msg["blocks"] if b["type"] == "actions"]
 
 
 def test_results_buttons_slack_ids_and_states() -> None:
     msg = render(spec("results", results()), Target.SLACK_MESSAGE)
     actions = [b for b in msg["blocks"] if b["type"] == "actions"]
-    assert [e["action_id"] for e in actions[0]["elements"]] == [a.value for a in Action]
+    assert [e["action_id"] for e in actions[0]["elements"]] == [
+        Action.RUN_AGAIN,
+        Action.FIXED,
+        Action.ESCALATE,
+        Action.DETAILS,
+    ]
     assert {e["value"] for e in actions[0]["elements"]} == {"d-42"}
 
     escalated = render(spec("results", results(escalated=True)), Target.SLACK_MESSAGE)
@@ -417,23 +440,32 @@ def test_results_buttons_slack_ids_and_states() -> None:
     assert Action.ESCALATE.value not in ids and Action.RUN_AGAIN.value in ids
     assert any("Escalation requested" in t for t in all_texts(escalated))
 
+    # no follow-up buttons on a frozen card, but the helpdesk details stay one press away
     frozen = render(spec("results", results(actions_enabled=False)), Target.SLACK_MESSAGE)
-    assert not [b for b in frozen["blocks"] if b["type"] == "actions"]
+    blocks = frozen["blocks"]
+    ids = [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert ids == [Action.DETAILS.value]
     card = render(spec("results", results(actions_enabled=False, escalated=True)), Target.ADAPTIVE)
     assert "actions" not in card
     assert any("Escalation requested" in t for t in all_texts(card))
 
 
-def test_results_evidence_is_compact_key_value_lines() -> None:
-    msg = render(spec("results", results()), Target.SLACK_MESSAGE)
-    blob = "\n".join(all_texts(msg))
-    assert "answers: autodiscover.outlook.com., 10 contoso-com.mail.protection.outlook.com." in blob
-    assert "tls.version: TLSv1.3" in blob and "tls.days_left: 200" in blob
-    assert 'nested: [{"a":1},{"b":[2,3]}]' in blob
-    assert "dnssec: no" in blob and "missing: —" in blob
+def test_results_evidence_is_labelled_facts_in_words() -> None:
+    modal = render(spec("results", results()), Target.SLACK_MODAL)
+    validate_slack(modal, "modal")
+    assert modal["title"]["text"] == "Helpdesk details"
+    blob = "\n".join(all_texts(modal))
+    answers = "autodiscover.outlook.com., 10 contoso-com.mail.protection.outlook.com."
+    assert f"*DNS answers:* {answers}" in blob
+    assert "*TLS version:* TLSv1.3" in blob and "*TLS days left:* 200" in blob
+    assert "*DNSSEC:* no" in blob
+    assert "*Nested 1:* a: 1" in blob and "*Nested 2:* b: 2, 3" in blob
+    assert "Missing" not in blob  # an empty value is left out, not shown as "—" or "None"
+    for raw in ("tls.version", "days_left", "None", "{", "[{"):
+        assert raw not in blob
     card = render(spec("results", results()), Target.ADAPTIVE)
     facts = [f for n in _nodes(card) if n.get("type") == "FactSet" for f in n["facts"]]
-    assert {"title": "tls.issuer", "value": "DigiCert"} in facts
+    assert {"title": "TLS issuer", "value": "DigiCert"} in facts
 
 
 def _mrkdwn_texts(payload: dict[str, Any]) -> list[str]:
@@ -473,7 +505,9 @@ def test_huge_report_degrades_within_limits_and_says_so(target: Target) -> None:
     out = render(spec("results", data), target)
     validate(out, target)
     blob = "\n".join(all_texts(out))
-    assert "to fit" in blob  # the card tells the reader something was left out
+    assert "shortened" in blob  # the card tells the reader something was left out
+    if target is not Target.SLACK_MESSAGE:
+        assert "to fit" in blob or "shortened" in blob
     if target is Target.ADAPTIVE:
         assert serialized_size(out) <= TEAMS_CARD_BYTES
     else:
@@ -481,28 +515,26 @@ def test_huge_report_degrades_within_limits_and_says_so(target: Target) -> None:
         assert all(len(t) <= 3000 for t in _slack_section_texts(out))
     # the top cause and the buttons survive any degradation
     assert "Most likely" in blob
-    assert "Run again" in blob
+    if target is not Target.SLACK_MODAL:
+        assert "Run again" in blob
 
 
 def test_degradation_collapses_passing_checks_before_shortening_evidence() -> None:
-    # Big enough for Slack's aggregate limit, but only through passing findings' evidence.
-    from checks.models import Finding
-
+    # Too big for Teams only through passing findings' evidence.
     rep = sample_report()
-    extra = {f"k{i}": "y" * 390 for i in range(10)}
+    extra = {f"k{i}": "y" * 390 for i in range(20)}
     findings = [
-        f.model_copy(update={"status": Status.PASS, "evidence": {**f.evidence, **extra}})
-        if f.status is Status.PASS or f.check.startswith("tenant.")
-        else f
+        f.model_copy(update={"evidence": {**f.evidence, **extra}}) if f.status is Status.PASS else f
         for f in rep.findings
     ]
     data = results(report=rep.model_copy(update={"findings": findings}))
-    msg = render(spec("results", data), Target.SLACK_MESSAGE)
-    blob = "\n".join(all_texts(msg))
-    assert "Passed and skipped checks are listed by name only" in blob
-    assert "shortened" not in blob
-    assert "Ask your DNS admin" in blob  # failing findings keep their full next steps
-    assert isinstance(findings[0], Finding)
+    card = render(spec("results", data), Target.ADAPTIVE)
+    validate_adaptive(card)
+    blob = "\n".join(all_texts(card))
+    assert "Passed checks show their summary only." in blob
+    assert "Ask your DNS admin" in blob  # failing findings keep their next steps
+    facts = [f for n in _nodes(card) if n.get("type") == "FactSet" for f in n["facts"]]
+    assert {"title": "TLS issuer", "value": "DigiCert"} in facts  # failing ones keep facts
 
 
 # --- intake -----------------------------------------------------------------------------------
@@ -684,4 +716,4 @@ def test_intake_initial_values_respect_the_input_max_length() -> None:
         if b["type"] == "input":
             el = b["element"]
             assert len(el["initial_value"]) <= el["max_length"]
-            assert "truncated" in el["initial_value"]
+            assert "shortened" in el["initial_value"]

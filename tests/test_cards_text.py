@@ -24,7 +24,12 @@ ZWSP = "\u200b"
 
 def test_truncate_appends_a_visible_note_with_the_count() -> None:
     assert truncate("abcdef", 10) == "abcdef"
-    assert truncate("abcdef", 4) == "abcd… (truncated, 2 more characters)"
+    assert truncate("abcdef", 4) == "abcd… (shortened, 2 more characters)"
+    # a cut ends a word, never splits one
+    assert truncate("does not connect to the server", 12) == (
+        "does not… (shortened, 22 more characters)"
+    )
+    assert truncate("does not connect to the server", 17).startswith("does not connect…")
 
 
 def test_truncate_keeps_combining_marks_emoji_sequences_and_flags_whole() -> None:
@@ -82,7 +87,7 @@ def test_fit_respects_limit_and_cuts_raw_text_before_escaping(text: str, limit: 
         if out == escape(clean):
             continue
         # cut: the escaped form of a raw prefix, then the note; every escape complete
-        m = re.search(r"… \(truncated, (\d+) more characters\)$", out)
+        m = re.search(r"… \(shortened, (\d+) more characters\)$", out)
         assert m, out
         kept = len(clean) - int(m.group(1))
         assert 0 <= kept < len(clean)

@@ -146,7 +146,7 @@ def _classify(
                 Status.FAIL,
                 _DNS_ANSWERS[reason],
                 "dns",
-                f"The DNS servers of this network say {exc.name} does not exist: a DNS filter "
+                f"The DNS servers mailfix uses say {exc.name} does not exist: a DNS filter "
                 "blocks it, or the DNS servers are misconfigured.",
                 {"dns_reason": reason, "name": exc.name},
                 (
@@ -172,7 +172,8 @@ def _classify(
             {"dns_reason": reason, "name": exc.name},
             (
                 "Run the diagnosis again in a minute; if it keeps failing, ask the network team "
-                "whether the DNS servers of this network are working.",
+                "whether the DNS servers mailfix uses are working (mailfix's network, not "
+                "necessarily the person's).",
             ),
         )
     if isinstance(exc, BlockedAddress):
@@ -186,7 +187,7 @@ def _classify(
             (
                 (
                     f"{host} should resolve to Microsoft's public addresses: ask the network "
-                    "team why this network's DNS returns an internal one."
+                    "team why the DNS servers mailfix uses return an internal one."
                 )
                 if microsoft
                 else (
@@ -285,11 +286,15 @@ def _certificate(
         steps = [
             f"Ask the network team to exclude {host} from TLS inspection; Microsoft does not "
             "support inspecting Microsoft 365 traffic.",
-            "On hotel or guest Wi-Fi, open a web page first and accept the portal's terms, "
-            "then try again.",
+            "mailfix tested from the network it runs on. If the person's app shows certificate "
+            "warnings too and they are on hotel or guest Wi-Fi, they open a web page first and "
+            "accept the portal's terms, then try again.",
         ]
         if reason in {"expired", "not-yet-valid"}:
-            steps.append("Check that the computer's date and time are correct.")
+            steps.append(
+                "Check that the date and time are correct on the machine mailfix runs on (and "
+                "on the person's device, if it shows the same warning)."
+            )
         steps.append(
             "If your organisation inspects TLS on purpose, an administrator can give mailfix "
             "the proxy's CA with MAILFIX_CA_BUNDLE."

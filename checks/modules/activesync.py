@@ -114,8 +114,8 @@ async def _endpoint(ctx: CheckContext) -> Finding:
             Status.FAIL,
             f"The ActiveSync endpoint answered with a server error (HTTP {status}){later}.",
             "activesync-blocked" if gateway else "service-degraded",
-            detail="502 and 504 usually come from a proxy or gateway between this network and "
-            "Microsoft that could not reach it."
+            detail="502 and 504 usually come from a proxy or gateway between the network "
+            "mailfix runs on and Microsoft that could not reach it."
             if gateway
             else "",
             next_steps=proxy_steps
@@ -130,15 +130,16 @@ async def _endpoint(ctx: CheckContext) -> Finding:
             "answering in Microsoft's place.",
             "activesync-blocked",
             next_steps=[
-                "On hotel or guest Wi-Fi, open a web page and accept the portal's terms first.",
+                "mailfix tested from the network it runs on. If the phone fails too on hotel or "
+                "guest Wi-Fi, open a web page and accept the portal's terms first.",
                 *proxy_steps,
             ],
         )
     if status == 407:
         return verdict(
             Status.FAIL,
-            "A proxy on this network wants its own sign-in (HTTP 407) before letting ActiveSync "
-            "through; phones cannot do that.",
+            "A proxy on the network mailfix runs on wants its own sign-in (HTTP 407) before "
+            "letting ActiveSync through; phones cannot do that.",
             "activesync-blocked",
             next_steps=proxy_steps,
         )

@@ -934,7 +934,8 @@ def _judge_v1(
             evidence["problem"] = "dns-failure"
             next_steps.append(
                 "Run the diagnosis again in a minute; if DNS keeps failing, ask the network team "
-                "whether this network's DNS servers work."
+                "whether the DNS servers mailfix uses work (mailfix's network, not necessarily "
+                "the person's)."
             )
         else:
             next_steps.append(

@@ -281,8 +281,9 @@ async def _smtp(ctx: CheckContext) -> Finding:
             stage=why.stage,
             summary=summary,
             next_steps=(
-                "Some internet providers and guest networks block outgoing mail ports; try "
-                "another network to confirm.",
+                "mailfix tested from the network it runs on. Some internet providers and guest "
+                "networks block outgoing mail ports: if the person's app fails too, try another "
+                "network to confirm.",
             )
             if summary
             else (),
@@ -428,7 +429,8 @@ def _smtp_broken(
         or [
             "Ask the network team whether a firewall or proxy inspects or rewrites SMTP on "
             f"port {SMTP_PORT}, and to let {evidence['host']} through untouched.",
-            "Try from another network (for example a phone hotspot) to confirm.",
+            "mailfix tested from the network it runs on: if the person's app fails too, try "
+            "another network (for example a phone hotspot) to confirm.",
         ],
         steps=steps,
     )

@@ -1,5 +1,5 @@
-"""Bounded work at the edge: JSON parsing with a depth limit, the per-person rate limit, and
-the server-wide queue of diagnoses.
+"""Bounded work at the edge: JSON parsing with a depth limit, and the per-person rate limit.
+(The server-wide queue of diagnoses is `dialogs.queue`.)
 
 Per-person rate limit on diagnoses: a token bucket per person.
 
@@ -14,15 +14,13 @@ runaway loop, which is what this is for.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import math
 import re
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # --- JSON from strangers ----------------------------------------------------------------------
@@ -81,7 +79,6 @@ def parse_json_object(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> 
     if not isinstance(value, dict):
         raise BadBody("The JSON body is not an object.")
     return value
-
 
 
 @dataclass(frozen=True)
@@ -166,129 +163,3 @@ def _human(seconds: float) -> str:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
     minutes = math.ceil(seconds / 60)
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
-
-
-# --- the server-wide queue of diagnoses -------------------------------------------------------
-
-
-class QueueClosed(Exception):
-    """The server is shutting down: a queued diagnosis will not start."""
-
-
-class QueueFull(Exception):
-    """Too many diagnoses are waiting already."""
-
-
-@dataclass(eq=False)
-class Ticket:
-    """One diagnosis's place: `ahead` is how many wait before it (0 and `ready`: it runs)."""
-
-    queue: RunQueue
-    ready: bool = False
-    started: float | None = None
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def ahead(self) -> int:
-        return 0 if self.ready else self.queue.position(self)
-
-    async def wait(self, patience: float | None = None) -> bool:
-        """Until this ticket may run (True), its position changed, or `patience` s (False)."""
-        if self.ready:
-            return True
-        if self.queue.closed:
-            raise QueueClosed
-        self._changed.clear()
-        try:
-            async with asyncio.timeout(patience):
-                await self._changed.wait()
-        except TimeoutError:
-            pass
-        if self.queue.closed and not self.ready:
-            raise QueueClosed
-        return self.ready
-
-    def release(self) -> None:
-        """Done (or gave up waiting): free the slot or the place in the line."""
-        self.queue._release(self)
-
-
-class RunQueue:
-    """At most `limit` diagnoses run at once in this process; the rest wait in line (FIFO).
-
-    A diagnosis takes a `Ticket` (`join`); when no slot is free it waits and can tell the
-    person how many are ahead. `close` (shutdown) refuses new work and wakes every waiter with
-    `QueueClosed`; `drain_by` says when the running ones must be done by their deadline.
-    """
-
-    def __init__(
-        self, limit: int, *, max_waiting: int = 1000, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        if limit < 1:
-            raise ValueError("the queue needs at least one slot")
-        self.limit = limit
-        self.max_waiting = max_waiting
-        self.closed = False
-        self._clock = clock
-        self._running: set[Ticket] = set()
-        self._waiting: deque[Ticket] = deque()
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
-    def join(self) -> Ticket:
-        if self.closed:
-            raise QueueClosed
-        ticket = Ticket(self)
-        if len(self._running) < self.limit and not self._waiting:
-            self._start(ticket)
-        elif len(self._waiting) >= self.max_waiting:
-            raise QueueFull
-        else:
-            self._waiting.append(ticket)
-        return ticket
-
-    def position(self, ticket: Ticket) -> int:
-        try:
-            return self._waiting.index(ticket)
-        except ValueError:
-            return 0
-
-    def earliest_start(self) -> float | None:
-        """When the oldest running diagnosis started (monotonic), None when none runs."""
-        starts = [t.started for t in self._running if t.started is not None]
-        return min(starts) if starts else None
-
-    def close(self) -> None:
-        """Refuse new work; every waiter gets `QueueClosed`. Running ones carry on."""
-        self.closed = True
-        waiting, self._waiting = list(self._waiting), deque()
-        for ticket in waiting:
-            ticket._changed.set()
-
-    def _start(self, ticket: Ticket) -> None:
-        ticket.ready = True
-        ticket.started = self._clock()
-        self._running.add(ticket)
-        ticket._changed.set()
-
-    def _release(self, ticket: Ticket) -> None:
-        if ticket in self._running:
-            self._running.discard(ticket)
-        else:
-            try:
-                self._waiting.remove(ticket)
-            except ValueError:
-                return
-        moved = False
-        while self._waiting and len(self._running) < self.limit and not self.closed:
-            self._start(self._waiting.popleft())
-            moved = True
-        if moved or ticket.ready is False:
-            for waiter in self._waiting:  # everyone behind moved up
-                waiter._changed.set()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from checks.net.seam import Network
     from dialogs.flow import DiagnoseFn
     from dialogs.intake import IntakeAnswers
+    from dialogs.queue import RunQueue
     from dialogs.store import DiagnosisStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Runtime:
     events: EventLedger
     closing: bool = False
     extras: dict[str, Any] = field(default_factory=dict)  # adapters' own shared state
+    queue: RunQueue | None = None  # the server-wide line of diagnoses
 
 
 def runner_diagnose(settings: Settings, *, net: Network | None = None) -> DiagnoseFn:

@@ -6,9 +6,13 @@ Routes:
 - `GET  /healthz`       the process is alive;
 - `GET  /readyz`        the database answers and its schema is at the newest migration.
 
-Every request passes one guard: a body limit (`MAILFIX_MAX_BODY_BYTES`, a JSON 413), JSON
-errors instead of HTML pages, and security headers on every response. Work that outlives a
-request runs on the `TaskSupervisor`, which shutdown cancels and awaits.
+Every request passes one guard: a body limit (`MAILFIX_MAX_BODY_BYTES`, a JSON 413), a body
+read timeout (a JSON 408), JSON errors instead of HTML pages, and security headers on every
+response. `serve` adds what only a listening socket has: a header read timeout and a cap on
+open connections (`GuardedRunner`). Work that outlives a request runs on the
+`TaskSupervisor`; diagnoses wait their turn in one `RunQueue`. Shutdown tells queued people
+their checks did not start, lets running diagnoses finish within their deadline, then cancels
+what is left (the flow marks those failed).
 
 The Teams side plugs in with a factory (see `TeamsFactory`): `create_app(settings,
 teams=factory)`, or, when `teams` is not given and MAILFIX_TEAMS_APP_ID is set, the factory
@@ -21,12 +25,15 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import signal
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.web_server import Server
 
 from bot.limits import RateLimiter
 from bot.redact import install_redaction
@@ -38,6 +45,7 @@ from bot.storage import migrate as run_migrations
 from bot.tasks import TaskSupervisor
 from checks.cloud import hosts_for
 from dialogs.flow import Conversation, Services
+from dialogs.queue import RunQueue
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,7 @@ SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=31536000",
 }
 EVENT_MEMORY = timedelta(hours=1)  # Slack retries for minutes; keep event ids an hour
+DRAIN_MARGIN = 2.0  # seconds past a diagnosis's deadline for its results to be posted
 
 
 def create_app(
@@ -93,8 +102,9 @@ def create_app(
     own_store = store is None
     if store is None:
         store = SqlStore.from_url(settings.database_url)
+    queue = RunQueue(settings.max_concurrent_diagnoses, max_waiting=settings.max_queued_diagnoses)
     if conversation is None:
-        conversation = _conversation(settings, store, diagnose)
+        conversation = _conversation(settings, store, diagnose, queue)
     runtime = Runtime(
         settings=settings,
         conversation=conversation,
@@ -102,10 +112,12 @@ def create_app(
         supervisor=TaskSupervisor(),
         limiter=limiter or RateLimiter(settings.rate_limit_count, settings.rate_limit_window),
         events=EventLedger(store),
+        queue=queue,
     )
 
     app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[_guard(settings.max_body_bytes)]
+        client_max_size=settings.max_body_bytes,
+        middlewares=[_guard(settings.max_body_bytes, settings.body_timeout)],
     )
     app[RUNTIME] = runtime
     app.on_response_prepare.append(_security_headers)
@@ -145,7 +157,16 @@ def create_app(
         socket = app.get(_SOCKET)
         if socket is not None:
             await socket.close_async()
-        await runtime.supervisor.close(grace=settings.shutdown_grace)
+        # Queued diagnoses will not start: their people are told so at once. Running ones
+        # may finish within their own deadline (plus a moment to post the results).
+        queue.close()
+        grace = settings.shutdown_grace
+        newest = queue.latest_start()
+        if newest is not None:
+            grace = max(grace, newest + settings.deadline + DRAIN_MARGIN - time.monotonic())
+        if runtime.supervisor.running:
+            log.info("shutting down: waiting up to %.1f s for running diagnoses", grace)
+        await runtime.supervisor.close(grace=grace)
 
     async def cleanup(app: web.Application) -> None:
         if own_store:
@@ -157,7 +178,9 @@ def create_app(
     return app
 
 
-def _conversation(settings: Settings, store: Any, diagnose: Any) -> ConversationLike:
+def _conversation(
+    settings: Settings, store: Any, diagnose: Any, queue: RunQueue
+) -> ConversationLike:
     services = Services(
         store=store,
         diagnose=diagnose or runner_diagnose(settings),
@@ -165,6 +188,7 @@ def _conversation(settings: Settings, store: Any, diagnose: Any) -> Conversation
         new_id=lambda: uuid.uuid4().hex,
         # The runner stops at the deadline; this stops a diagnose that ignores it.
         run_timeout=settings.deadline + 30.0,
+        queue=queue,
     )
     return Conversation(services)
 
@@ -280,15 +304,32 @@ def _too_large(limit: int) -> web.Response:
     )
 
 
-def _guard(limit: int) -> Any:
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _guard(limit: int, body_timeout: float = 15.0) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > limit:
+            log.warning("refused %s %s: body over %d bytes", request.method, request.path, limit)
             return _too_large(limit)
         try:
+            if request.method in _BODY_METHODS and request.can_read_body:
+                # The whole body, within the limit and in time, before any handler sees it.
+                async with asyncio.timeout(body_timeout):
+                    await request.read()
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
+            log.warning("refused %s %s: body over %d bytes", request.method, request.path, limit)
             return _too_large(limit)
+        except TimeoutError:
+            log.warning("refused %s %s: body not sent in time", request.method, request.path)
+            response = web.json_response(
+                {"error": "request_timeout", "message": "The request body came too slowly."},
+                status=408,
+            )
+            response.force_close()
+            return response
         except web.HTTPException as exc:
             if exc.status >= 400 and exc.content_type != "application/json":
                 return web.json_response(
@@ -321,15 +362,80 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
-    """`mailfix serve`: run the server until interrupted (Socket Mode too, when configured)."""
-    configure_logging(settings)
+class GuardedRunner(web.AppRunner):
+    """An AppRunner whose server closes connections beyond `max_connections` at once.
+
+    The header read timeout is aiohttp's keep-alive timer, which runs from the moment a
+    connection opens and again after each response, and closes a connection that has not
+    delivered a complete request head by then (`keepalive_timeout=header_timeout`).
+    """
+
+    def __init__(self, app: web.Application, settings: Settings, **kwargs: Any) -> None:
+        kwargs.setdefault("keepalive_timeout", settings.header_timeout)
+        kwargs.setdefault("access_log_format", '%a "%r" %s %b %Tfs')
+        super().__init__(app, **kwargs)
+        self.max_connections = settings.max_connections
+        self.refused = 0
+        self._warned = 0.0
+
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()
+        made = server.connection_made
+
+        def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+            made(handler, transport)
+            if len(server.connections) > self.max_connections:
+                self.refused += 1
+                now = time.monotonic()
+                if now - self._warned > 10:  # one line per 10 s, however many are refused
+                    self._warned = now
+                    log.warning(
+                        "refusing connections: %d open is the limit (%d refused so far)",
+                        self.max_connections,
+                        self.refused,
+                    )
+                transport.abort()
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        return server
+
+
+async def start(
+    app: web.Application, settings: Settings, *, host: str, port: int
+) -> tuple[GuardedRunner, int]:
+    """Start `app` on host:port (0: any free port); returns the runner and the bound port."""
+    runner = GuardedRunner(app, settings)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    bound = port
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            bound = int(address[1])
+            break
+    return runner, bound
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
     app = create_app(settings)
+    runner, bound = await start(app, settings, host=host, port=port)
+    log.info("mailfix serving on %s:%d", host, bound)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("mailfix stopping")
+        await runner.cleanup()
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+    """`mailfix serve`: run the server until SIGINT/SIGTERM (Socket Mode too, when configured)."""
+    configure_logging(settings)
     with contextlib.suppress(KeyboardInterrupt):
-        web.run_app(
-            app,
-            host=host or settings.host,
-            port=port if port is not None else settings.port,
-            print=None,
-            access_log_format='%a "%r" %s %b %Tfs',
+        asyncio.run(
+            _serve(settings, host or settings.host, port if port is not None else settings.port)
         )

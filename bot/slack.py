@@ -257,9 +257,7 @@ def _acks_whatever_happens(listener: Listener) -> Listener:
         try:
             await listener(once, **kwargs)
         except Exception as exc:
-            log.warning(
-                "Slack %s could not be handled (%s)", listener.__name__, type(exc).__name__
-            )
+            log.warning("Slack %s could not be handled (%s)", listener.__name__, type(exc).__name__)
             if not acked:
                 await ack(text=UNREADABLE, response_type="ephemeral")
 

@@ -34,6 +34,7 @@ from cards.data import (
     EscalationData,
     FindingLine,
     HomeData,
+    NoticeData,
     ProgressData,
     RecentDiagnosis,
     ResultsData,
@@ -62,6 +63,7 @@ from dialogs.models import (
     Turn,
     Update,
 )
+from dialogs.queue import QueueClosed, QueueFull, RunQueue, Ticket
 from dialogs.store import DiagnosisStore, FollowUp, FollowUpKind, StoredDiagnosis, utc_now
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,9 @@ class Services:
     monotonic: Callable[[], float] = time.monotonic  # progress throttling only
     progress_interval: float = 0.5  # seconds between two progress edits of one message
     run_timeout: float = 120.0  # hard stop above the runner's own deadline (a hung diagnose)
+    # The server-wide line of diagnoses (None: no limit); how often a queued card may change.
+    queue: RunQueue | None = None
+    queue_update_interval: float = 2.0
     check_titles: Mapping[str, str] = field(default_factory=catalogue_titles)
 
 
@@ -190,9 +195,31 @@ class Conversation:
 
         task: asyncio.Task[Report] | None = None
         ended = False
+        ticket: Ticket | None = None
         try:
-            # First the card, then the work: the person sees "Running checks" at once.
-            yield Post(card=progress.card(), key=stored.id)
+            try:
+                ticket = self.s.queue.join() if self.s.queue is not None else None
+            except QueueFull:
+                ended = True
+                yield Post(card=await self._not_started(stored, BUSY), key=stored.id)
+                return
+            if ticket is not None and not ticket.ready:
+                # Every slot is taken: say so, and how many are ahead, until ours comes.
+                shown = ticket.ahead
+                yield Post(card=_queued_card(stored.address, shown), key=stored.id)
+                try:
+                    while not await ticket.wait(self.s.queue_update_interval):
+                        if ticket.ahead != shown:
+                            shown = ticket.ahead
+                            yield Update(card=_queued_card(stored.address, shown), key=stored.id)
+                except QueueClosed:
+                    ended = True
+                    yield Update(card=await self._not_started(stored, RESTARTING), key=stored.id)
+                    return
+                yield Update(card=progress.card(), key=stored.id)
+            else:
+                # First the card, then the work: the person sees "Running checks" at once.
+                yield Post(card=progress.card(), key=stored.id)
             task = asyncio.create_task(
                 asyncio.wait_for(self.s.diagnose(request, on_progress), self.s.run_timeout)
             )
@@ -230,6 +257,8 @@ class Conversation:
         finally:
             if task is not None and not task.done():
                 task.cancel()
+            if ticket is not None:
+                ticket.release()
             if not ended:  # the caller went away mid-run: do not leave it "running" forever
                 await self._fail_quietly(stored.id, "The check was interrupted before it finished.")
 
@@ -284,6 +313,18 @@ class Conversation:
                 retry=True,
             ),
             key=stored.id,
+        )
+
+    async def _not_started(self, stored: StoredDiagnosis, message: str) -> CardSpec:
+        """The diagnosis never ran (server busy or shutting down): mark it, say so, offer
+        Run again."""
+        await self._fail_quietly(stored.id, message)
+        return _error_card(
+            "The checks did not start",
+            message,
+            ["Press Run again in a minute."],
+            diagnosis_id=stored.id,
+            retry=True,
         )
 
     async def _fail_quietly(self, diagnosis_id: str, message: str) -> None:
@@ -556,6 +597,23 @@ class _Progress:
             finished=self.finished,
         )
         return CardSpec(template="progress", data=data.model_dump(mode="json"))
+
+
+BUSY = "mailfix is checking too many mailboxes right now to take yours in line."
+RESTARTING = "mailfix restarted before your checks could start. Nothing was changed."
+
+
+def _queued_card(address: str, ahead: int) -> CardSpec:
+    """While every slot is taken: how many diagnoses are ahead of this one."""
+    if ahead <= 0:
+        text = f"⏳ Your checks for {address} are next in line."
+    else:
+        people = "check" if ahead == 1 else "checks"
+        text = (
+            f"⏳ Queued, {ahead} {people} ahead of yours. The checks for {address} start "
+            "as soon as a place frees up; this message updates."
+        )
+    return CardSpec(template="notice", data=NoticeData(text=text).model_dump(mode="json"))
 
 
 def _error_card(

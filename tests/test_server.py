@@ -238,7 +238,9 @@ async def test_a_teams_factory_gets_the_shared_runtime_and_serves_api_messages(
 
 async def test_shutdown_cancels_running_diagnoses_and_marks_them_failed(tmp_path: Path) -> None:
     diagnose = FakeDiagnose(gate=asyncio.Event())  # never released: hangs until cancelled
-    async with running_bot(tmp_path, diagnose=diagnose, settings={"shutdown_grace": 0}) as bot:
+    # A diagnosis that ignores its deadline is cancelled once the deadline (0.5 s) has passed.
+    settings = {"shutdown_grace": 0, "deadline": 0.5}
+    async with running_bot(tmp_path, diagnose=diagnose, settings=settings) as bot:
         response = await bot.post(bot.sign.submission(GOOD_ANSWERS))
         assert response.status == 200
         await asyncio.wait_for(diagnose.started.wait(), 10)

@@ -35,8 +35,7 @@ MAX_PROPOSAL_BYTES = 2_000_000
 OUTCOME_WORDS = {
     "applied": "Applied.",
     "already-done": "Already done: nothing was sent.",
-    "would-apply": "Dry run: nothing was sent; the precondition holds and this is what --apply "
-    "would send.",
+    "would-apply": "Would apply.",
     "refused": "Refused: nothing was sent.",
     "failed": "Failed.",
 }
@@ -159,9 +158,13 @@ async def _run(
         if who is None:
             _out("Checks not run again: the proposal does not say whose mailbox it is (--address).")
         else:
-            findings = await recheck(
-                fix, who, settings=settings, client=client_kind or recheck_client(fix)
-            )
+            try:
+                findings = await recheck(
+                    fix, who, settings=settings, client=client_kind or recheck_client(fix)
+                )
+            except ValueError as exc:  # an address the checks cannot use
+                _out(f"Checks not run again: {exc}")
+                findings = []
             for finding in findings:
                 _out(_recheck_line(finding))
     return 0 if result.ok else 1

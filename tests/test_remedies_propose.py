@@ -20,7 +20,10 @@ def test_enable_protocol_names_the_exact_cmdlet_and_switch() -> None:
     assert r.idempotency_key == "enable-protocol:ana@contoso.com:ActiveSync"
     assert r.verify == ["tenant.mailbox"]
     assert not r.hard_to_undo
-    assert "ActiveSyncEnabled" in r.precondition
+    assert r.precondition == (
+        "The Exchange Online mailbox ana@contoso.com exists and Exchange ActiveSync (the "
+        "phone's built-in mail app) is not already on for it."
+    )
 
 
 def test_smtp_auth_is_switched_on_by_clearing_the_disabled_flag() -> None:

@@ -151,8 +151,8 @@ def enable_protocol(mailbox: str, protocol: str) -> Remediation:
         target=mailbox,
         operation=f"Set-CASMailbox -Identity {_ps(mailbox)} -{spec.parameter} {_ps(spec.on)}",
         precondition=(
-            f"The Exchange Online mailbox {mailbox} exists and {spec.parameter} is not "
-            f"already {_ps(spec.on)}."
+            f"The Exchange Online mailbox {mailbox} exists and {spec.words} is not already on "
+            "for it."
         ),
         idempotency_key=f"{ENABLE_PROTOCOL}:{mailbox.lower()}:{spec.name}",
         verify=["tenant.mailbox"],
@@ -174,8 +174,9 @@ def release_device(mailbox: str, device_id: str) -> Remediation:
             f"-ActiveSyncAllowedDeviceIDs @{{Add={_ps(device_id)}}}"
         ),
         precondition=(
-            f"The Exchange Online mailbox {mailbox} exists, the device is not already in its "
-            "ActiveSyncAllowedDeviceIDs and is not in its ActiveSyncBlockedDeviceIDs."
+            f"The Exchange Online mailbox {mailbox} exists, has synced with this phone, and "
+            "the phone is neither on its list of allowed devices yet nor on its list of "
+            "blocked devices."
         ),
         idempotency_key=f"{RELEASE_DEVICE}:{mailbox.lower()}:{device_id}",
         verify=["tenant.devices"],

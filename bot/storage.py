@@ -16,10 +16,15 @@ them at start-up. `METADATA` (bot/schema.py) mirrors them (tests compare the two
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import functools
+import logging
+import os
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -36,8 +41,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bot.schema import METADATA, conversation_refs, diagnoses, follow_ups, processed_events
 from checks.models import Client, Report
@@ -45,6 +50,12 @@ from dialogs.models import Platform
 from dialogs.store import FollowUp, StoredDiagnosis, UnknownDiagnosis, utc_now
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_MS = 30_000  # SQLite waits this long for another writer (another process)
+BUSY_ATTEMPTS = 5  # ... and a write still refused as busy is tried again this many times
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 # --- engine and migrations --------------------------------------------------------------------
@@ -57,7 +68,7 @@ def create_engine(database_url: str) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(database).expanduser())
     else:
         options["pool_pre_ping"] = True
     engine = create_async_engine(url, **options)
@@ -66,10 +77,18 @@ def create_engine(database_url: str) -> AsyncEngine:
     return engine
 
 
+def _private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (0600; SQLite gives its -wal and -shm
+    files the same mode). The file holds addresses and reports: no one else's business."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     # WAL: readers (App Home, /readyz) never wait for a writer, and a commit appends to the
     # log instead of rewriting pages. Durability is unchanged (synchronous stays FULL).
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -163,6 +182,33 @@ def _from_row(row: Any) -> StoredDiagnosis:
     )
 
 
+def _busy(exc: OperationalError) -> bool:
+    message = str(exc.orig if exc.orig is not None else exc).lower()
+    return "locked" in message or "busy" in message
+
+
+def retry_when_busy(
+    method: Callable[Concatenate[SqlStore, P], Awaitable[T]],
+) -> Callable[Concatenate[SqlStore, P], Awaitable[T]]:
+    """Run a write again when SQLite still says "database is locked" after its busy timeout
+    (a burst, another process). Safe: a refused transaction was rolled back whole."""
+
+    async def retrying(self: SqlStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt in range(1, BUSY_ATTEMPTS + 1):
+            try:
+                return await method(self, *args, **kwargs)
+            except OperationalError as exc:
+                if not _busy(exc) or attempt == BUSY_ATTEMPTS:
+                    raise
+                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())  # noqa: S311
+                log.warning("database busy: %s again in %.2f s", method.__name__, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    functools.update_wrapper(retrying, method)
+    return retrying
+
+
 class SqlStore:
     """`DiagnosisStore` on SQL, plus event dedupe and conversation references."""
 
@@ -170,6 +216,18 @@ class SqlStore:
         self.engine = engine
         self._clock = clock
         self._dialect = engine.dialect.name
+        # SQLite has one writer at a time. In this process writers take turns here, first come
+        # first served, instead of racing in SQLite's busy handler (which is not fair: under a
+        # burst of 150 one writer could wait past any timeout). PostgreSQL needs no turns.
+        self._writer: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if self._dialect == "sqlite" else contextlib.nullcontext()
+        )
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (use with `@retry_when_busy` on the method)."""
+        async with self._writer, self.engine.begin() as conn:
+            yield conn
 
     @classmethod
     def from_url(cls, database_url: str, **kwargs: Any) -> SqlStore:
@@ -180,9 +238,10 @@ class SqlStore:
 
     # --- diagnoses ---------------------------------------------------------------------------
 
+    @retry_when_busy
     async def create(self, d: StoredDiagnosis) -> None:
         try:
-            async with self.engine.begin() as conn:
+            async with self._write() as conn:
                 await conn.execute(insert(diagnoses).values(**_to_row(d)))
         except IntegrityError as exc:
             raise ValueError(f"diagnosis {d.id!r} already exists") from exc
@@ -193,10 +252,11 @@ class SqlStore:
     async def fail(self, id: str, message: str) -> StoredDiagnosis:
         return await self._end(id, state="failed", report=None, error=message)
 
+    @retry_when_busy
     async def _end(
         self, id: str, *, state: str, report: dict[str, Any] | None, error: str | None
     ) -> StoredDiagnosis:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(
                 update(diagnoses)
                 .where(diagnoses.c.id == id, diagnoses.c.state == "running")
@@ -227,6 +287,7 @@ class SqlStore:
 
     # --- leases on running diagnoses ----------------------------------------------------------
 
+    @retry_when_busy
     async def hold(self, id: str, owner: str, lease: float) -> bool:
         """Take or renew the lease on a running diagnosis. False once it has ended (or when
         another replica holds a lease that has not lapsed)."""
@@ -236,7 +297,7 @@ class SqlStore:
             diagnoses.c.lease_owner == owner,
             diagnoses.c.lease_until < now,
         )
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(
                 update(diagnoses)
                 .where(diagnoses.c.id == id, diagnoses.c.state == "running", mine_or_free)
@@ -244,6 +305,7 @@ class SqlStore:
             )
         return bool(result.rowcount == 1)
 
+    @retry_when_busy
     async def fail_lapsed(self, message: str, *, unleased_after: float) -> list[StoredDiagnosis]:
         """Fail running diagnoses whose replica stopped renewing its lease (it died), and those
         never leased that are older than `unleased_after` seconds. One conditional UPDATE: the
@@ -256,7 +318,7 @@ class SqlStore:
                 diagnoses.c.created_at < now - timedelta(seconds=unleased_after),
             ),
         )
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             rows = (
                 await conn.execute(
                     update(diagnoses)
@@ -269,9 +331,10 @@ class SqlStore:
 
     # --- follow-ups --------------------------------------------------------------------------
 
+    @retry_when_busy
     async def record(self, follow_up: FollowUp) -> None:
         try:
-            async with self.engine.begin() as conn:
+            async with self._write() as conn:
                 await conn.execute(
                     insert(follow_ups).values(
                         diagnosis_id=follow_up.diagnosis_id,
@@ -298,6 +361,7 @@ class SqlStore:
 
     # --- platform event dedupe ---------------------------------------------------------------
 
+    @retry_when_busy
     async def first_time(self, event_id: str) -> bool:
         """True exactly once per `event_id`, across every replica sharing the database."""
         values = {"event_id": event_id[:255], "seen_at": self._clock()}
@@ -310,15 +374,16 @@ class SqlStore:
         else:
             stmt = insert(processed_events).values(**values)
         try:
-            async with self.engine.begin() as conn:
+            async with self._write() as conn:
                 result = await conn.execute(stmt)
         except IntegrityError:  # backends without ON CONFLICT
             return False
         return bool(result.rowcount == 1)
 
+    @retry_when_busy
     async def forget_events(self, older_than: timedelta) -> int:
         """Drop dedupe rows older than `older_than` (platforms retry for minutes, not days)."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(
                 delete(processed_events).where(
                     processed_events.c.seen_at < self._clock() - older_than
@@ -326,11 +391,12 @@ class SqlStore:
             )
         return int(result.rowcount or 0)
 
+    @retry_when_busy
     async def forget_diagnoses(self, older_than: timedelta) -> int:
         """Retention: delete ended diagnoses (and their follow-ups) untouched for `older_than`.
         A case keeps its own copy of what the helpdesk needs; its link is cleared."""
         cutoff = self._clock() - older_than
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(
                 delete(diagnoses).where(
                     diagnoses.c.updated_at < cutoff, diagnoses.c.state != "running"
@@ -340,6 +406,7 @@ class SqlStore:
 
     # --- conversation references (Teams proactive messages) ----------------------------------
 
+    @retry_when_busy
     async def save_conversation_ref(
         self, key: str, platform: Platform, ref: dict[str, Any]
     ) -> None:
@@ -357,7 +424,7 @@ class SqlStore:
         else:
             stmt = sqlite.insert(conversation_refs).values(**values)
             stmt = stmt.on_conflict_do_update(index_elements=["key"], set_=changes)
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(stmt)
 
     async def conversation_ref(self, key: str) -> dict[str, Any] | None:

@@ -74,6 +74,10 @@ SAMPLES: tuple[Sample, ...] = (
     Sample("imap-blocked", Client.IMAP),
     Sample("tls-inspection", Client.OUTLOOK),
     Sample("hybrid-onprem-mailbox", Client.OUTLOOK),
+    # Inside the tenant (the sandbox's Graph and Exchange admin API):
+    Sample("no-licence", Client.OUTLOOK),
+    Sample("imap-off", Client.IMAP),
+    Sample("device-quarantined-global", Client.MOBILE),
 )
 
 
@@ -130,6 +134,9 @@ def demo_scenario(scenario: Scenario, *, latency_ms: int = 0) -> Scenario:
             update["latency_ms"] = latency_ms
         hosts.append(host.model_copy(update=update))
     update = {"hosts": tuple(hosts)}
+    if scenario.tenant is not None:  # the twin is the same account, by a second address
+        twin = f"{scenario.id}@{scenario.domain_idna}"
+        update["tenant"] = scenario.tenant.with_alias(scenario.address_idna, twin)
     if latency_ms:
         update["dns_latency_ms"] = latency_ms
     return scenario.model_copy(update=update)

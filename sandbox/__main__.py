@@ -1,9 +1,11 @@
 """`python -m sandbox SCENARIO`: run one catalogue world on loopback until interrupted.
 
 Prints one JSON line with the environment that points mailfix at it (MAILFIX_DNS_SERVERS,
-MAILFIX_CA_BUNDLE, MAILFIX_ALLOWED_PRIVATE_NETWORKS[, MAILFIX_CLOUD]) and the person's
-address, then serves. `--list` prints the scenario ids. Used by the benchmarks (so the world
-does not share a CPU with the process being measured) and handy for trying the CLI by hand:
+MAILFIX_CA_BUNDLE, MAILFIX_ALLOWED_PRIVATE_NETWORKS[, MAILFIX_CLOUD]; for a scenario with
+tenant data also MAILFIX_TENANT_ID, MAILFIX_CLIENT_ID and MAILFIX_CLIENT_SECRET — the sandbox
+app's, test data) and the person's address, then serves. `--list` prints the scenario ids.
+Used by the benchmarks (so the world does not share a CPU with the process being measured)
+and handy for trying the CLI by hand:
 
     .venv/bin/python -m sandbox autodiscover-cname-missing
 """

@@ -21,7 +21,6 @@ from checks.settings import Cloud
 from sandbox.ca import CertKind
 from sandbox.dns_server import DnsFaultKind
 from sandbox.scenario import (
-    CAUSE_IDS,
     CertSpec,
     DnsFault,
     Expectation,
@@ -48,6 +47,26 @@ from sandbox.services.configs import (
     RealmInfo,
     WebsiteConfig,
 )
+from sandbox.tenant.build import IPHONE_ID, tenant_data
+from sandbox.tenant.models import (
+    EXCHANGE_S_ENTERPRISE,
+    SKU_APPS_FOR_BUSINESS,
+    SKU_E3,
+    SKU_M365_F1,
+    AppliedPolicy,
+    AssignedLicense,
+    CasSettings,
+    ClientAccessRule,
+    DeviceAccessRule,
+    Group,
+    ProvisioningError,
+    ServiceIssue,
+    SignInEvent,
+    Throttle,
+    ca_policy,
+    ip_location,
+    stable_id,
+)
 
 P, W, F, E = Status.PASS, Status.WARN, Status.FAIL, Status.ERROR
 OUTLOOK, MOBILE, IMAP, POP, SMTP, WEB = (
@@ -60,7 +79,7 @@ OUTLOOK, MOBILE, IMAP, POP, SMTP, WEB = (
 )
 DEVICE = "device-or-app"
 # PLAN "New cause ids": service-incident replaces service-degraded.
-SERVICE_INCIDENT = "service-incident" if "service-incident" in CAUSE_IDS else "service-degraded"
+SERVICE_INCIDENT = "service-incident"
 
 # What "all is well" looks like per client, for the checks that client certainly runs.
 HEALTHY: dict[Client, dict[str, Status]] = {
@@ -320,8 +339,9 @@ def _build() -> dict[str, Scenario]:
                 }
             ),
             [
+                # Issue 6: a warning that stands in Outlook's way ranks above the device.
                 healthy_but(
-                    OUTLOOK, DEVICE, {"autodiscover.v1": W}, also=("autodiscover-root-hijack",)
+                    OUTLOOK, "autodiscover-root-hijack", {"autodiscover.v1": W}, also=(DEVICE,)
                 ),
             ],
         )
@@ -630,13 +650,15 @@ def _build() -> dict[str, Scenario]:
             "to on-premises.",
             tenant(location="onprem", dns={"autodiscover": "mail.contoso.com"}, extra=[onprem]),
             [
+                # Issue 6: the Exchange Online checks say nothing about an on-premises mailbox,
+                # so "the device" cannot lead.
                 healthy_but(
                     OUTLOOK,
-                    DEVICE,
+                    "hybrid-mailbox-on-premises",
                     {"dns.autodiscover": W, "autodiscover.v1": P, "autodiscover.v2": P},
-                    also=("hybrid-mailbox-on-premises",),
+                    also=(DEVICE,),
                 ),
-                only(MOBILE, DEVICE, {"autodiscover.v2": P}, also=("hybrid-mailbox-on-premises",)),
+                only(MOBILE, "hybrid-mailbox-on-premises", {"autodiscover.v2": P}, also=(DEVICE,)),
             ],
         )
     )
@@ -739,7 +761,671 @@ def _build() -> dict[str, Scenario]:
         )
     )
 
+    out.extend(_tenant_scenarios(onprem))
     return {s.id: s for s in out}
+
+
+# ---- tenant scenarios (issue 6) ----------------------------------------------------------------
+#
+# Each is the healthy tenant (sandbox.tenant.build: ana has E3, a mailbox with every protocol on,
+# one iPhone, no policy in the way; the app has every permission mailfix needs) with one
+# admin-side fault. Expectations name the cause per client (PLAN "New cause ids"); the tenant
+# checks' statuses follow the findings contract in PLAN.md.
+
+# Tenant checks when nothing is wrong, per client. Client Access Rules are retired (skip).
+TENANT_OK: dict[Client, dict[str, Status]] = {
+    c: {
+        "tenant.account": P,
+        "tenant.license": P,
+        "tenant.mailbox": P,
+        "tenant.client_access_rules": Status.SKIP,
+        "tenant.conditional_access": P,
+        "tenant.signins": P,
+        "tenant.service_health": P,
+    }
+    for c in EVERY
+}
+TENANT_OK[MOBILE] = {**TENANT_OK[MOBILE], "tenant.devices": P}
+
+CA_FAIL = {"tenant.conditional_access": F}
+
+# Sign-in failure texts (Entra error-code reference; §5.4 table for the codes).
+_REASONS = {
+    50126: "Error validating credentials due to invalid username or password.",
+    50053: "Your account is locked. You've tried to sign in too many times with an incorrect "
+    "user ID or password.",
+    50055: "The password is expired.",
+    50057: "User account is disabled. The account has been disabled by an administrator.",
+    53003: "Access has been blocked by Conditional Access policies. The access policy does not "
+    "allow token issuance.",
+    50076: "Due to a configuration change made by your administrator, or because you moved to "
+    "a new location, you must use multi-factor authentication to access "
+    "'00000002-0000-0ff1-ce00-000000000000'.",
+    53000: "Device is not in required device state: compliant. Conditional Access policy "
+    "requires a compliant device, and the device is not compliant.",
+}
+# clientAppUsed and app names per client (§5.4).
+_CLIENT_APP = {
+    OUTLOOK: ("Mobile Apps and Desktop clients", "Microsoft Office", "Windows10"),
+    MOBILE: ("Exchange ActiveSync", "iOS Accounts", "Ios 17.5.1"),
+    IMAP: ("IMAP4", "Office 365 Exchange Online", "Windows10"),
+    POP: ("POP3", "Office 365 Exchange Online", "Windows10"),
+    SMTP: ("Authenticated SMTP", "Office 365 Exchange Online", "Windows10"),
+    WEB: ("Browser", "Office 365 Exchange Online", "Windows10"),
+}
+
+
+def signins(
+    code: int,
+    client: Client,
+    *,
+    count: int = 3,
+    user: str = "ana@contoso.com",
+    policy: dict[str, Any] | None = None,
+) -> tuple[SignInEvent, ...]:
+    """`count` failed sign-ins of `user` with `client`, ten minutes apart, newest 5 min ago."""
+    client_app, app_name, os_name = _CLIENT_APP[client]
+    applied: tuple[AppliedPolicy, ...] = ()
+    ca_status: Any = "notApplied"
+    if policy is not None:
+        applied = (
+            AppliedPolicy(
+                id=policy["id"],
+                display_name=policy["displayName"],
+                result="failure",
+                enforced_grant_controls=tuple(
+                    c.title() if c == "block" else c
+                    for c in policy["grantControls"]["builtInControls"]
+                ),
+            ),
+        )
+        ca_status = "failure"
+    return tuple(
+        SignInEvent(
+            upn=user,
+            minutes_ago=5 + 10 * n,
+            error_code=code,
+            failure_reason=_REASONS.get(code, "Other."),
+            app_display_name=app_name,
+            client_app_used=client_app,
+            operating_system=os_name,
+            conditional_access_status=ca_status,
+            applied_policies=applied,
+        )
+        for n in range(count)
+    )
+
+
+def tenant_ok(
+    client: Client,
+    top: str,
+    changed: Mapping[str, Status] | None = None,
+    also: tuple[str, ...] = (),
+) -> Expectation:
+    """Healthy network and tenant statuses for `client`, with `changed` pinned on top."""
+    return Expectation(
+        client=client,
+        statuses={**HEALTHY[client], **TENANT_OK[client], **dict(changed or {})},
+        top_cause=top,
+        also=also,
+    )
+
+
+def with_tenant(
+    id: str,
+    title: str,
+    description: str,
+    expect: Iterable[Expectation],
+    *,
+    person: Mapping[str, Any] | None = None,
+    app: Mapping[str, Any] | None = None,
+    parts: Parts | None = None,
+    domain: str = "contoso.com",
+    cloud: Cloud = Cloud.GLOBAL,
+    **tenant_fields: Any,
+) -> Scenario:
+    """A tenant scenario: the healthy Microsoft 365 world plus tenant data changed as given."""
+    data = tenant_data(domain, person_fields=person, app=app, **tenant_fields)
+    built = scenario(
+        id,
+        title,
+        description,
+        parts or tenant(domain, cloud=cloud),
+        expect,
+        domain=domain,
+        cloud=cloud,
+    )
+    return built.model_copy(update={"tenant": data})
+
+
+def _tenant_scenarios(onprem: Host) -> list[Scenario]:
+    out: list[Scenario] = []
+    add = out.append
+    e3_no_exchange = AssignedLicense(
+        sku_id=SKU_E3.sku_id, disabled_plans=(EXCHANGE_S_ENTERPRISE[0],)
+    )
+
+    # -- healthy --
+    add(
+        with_tenant(
+            "tenant-healthy",
+            "Tenant checked: nothing in the way",
+            "mailfix can see inside the tenant: ana is enabled, licensed (E3), has a mailbox "
+            "with every protocol on and a phone that syncs; no policy blocks her; no incident. "
+            "Every check ran and passed, so her device or app is the likely cause.",
+            [tenant_ok(c, DEVICE) for c in (OUTLOOK, MOBILE, IMAP, POP, SMTP, WEB)],
+        )
+    )
+    add(
+        with_tenant(
+            "tenant-gcchigh-healthy",
+            "GCC High tenant checked: nothing in the way",
+            "The healthy tenant in GCC High: tokens from login.microsoftonline.us for "
+            "https://graph.microsoft.us and https://outlook.office365.us.",
+            [tenant_ok(c, DEVICE) for c in (OUTLOOK, MOBILE)],
+            parts=tenant("fabrikam-agency.us", cloud=Cloud.GCCHIGH),
+            domain="fabrikam-agency.us",
+            cloud=Cloud.GCCHIGH,
+        )
+    )
+
+    # -- the account --
+    add(
+        with_tenant(
+            "account-disabled",
+            "Account disabled",
+            "An admin blocked ana's sign-in (accountEnabled false) when she was off sick and "
+            "never unblocked it: every app fails with AADSTS50057.",
+            [
+                tenant_ok(c, "account-disabled", {"tenant.account": F, "tenant.signins": F})
+                for c in (OUTLOOK, MOBILE, IMAP)
+            ],
+            person={"account_enabled": False},
+            signins=signins(50057, OUTLOOK),
+        )
+    )
+    add(
+        with_tenant(
+            "account-soft-deleted",
+            "Account deleted five days ago",
+            "ana's account was deleted by mistake in a clean-up five days ago; it is in the "
+            "recycle bin and can be restored for 25 more days.",
+            [only(c, "account-deleted", {"tenant.account": F}) for c in (OUTLOOK, MOBILE, IMAP)],
+            person={"deleted_days_ago": 5},
+        )
+    )
+    bob = (
+        tenant_data()
+        .users[0]
+        .model_copy(
+            update={
+                "id": stable_id("user", "anna@contoso.com"),
+                "upn": "anna@contoso.com",
+                "mail": "anna@contoso.com",
+                "display_name": "Anna Berg",
+                "proxy_addresses": ("SMTP:anna@contoso.com",),
+            }
+        )
+    )
+    add(
+        with_tenant(
+            "account-not-found",
+            "No account owns the address",
+            "The person typed ana@contoso.com but no account or alias in the tenant has it "
+            "(the mailbox is anna@contoso.com): nothing can sign in with that address.",
+            [only(c, "account-not-found", {"tenant.account": F}) for c in (OUTLOOK, MOBILE)],
+            users=(bob,),
+        )
+    )
+    add(
+        with_tenant(
+            "sync-proxy-conflict",
+            "Directory sync: a proxy address conflict",
+            "ana is synced from on-premises Active Directory; her new alias ana.lopez@contoso.com "
+            "is already on another object, so Entra ID reports a provisioning error and the "
+            "alias never arrives.",
+            [
+                tenant_ok(OUTLOOK, DEVICE, {"tenant.account": W}, also=("account-sync-error",)),
+                tenant_ok(MOBILE, DEVICE, {"tenant.account": W}, also=("account-sync-error",)),
+            ],
+            person={
+                "synced": True,
+                "provisioning_errors": (ProvisioningError(value="smtp:ana.lopez@contoso.com"),),
+            },
+        )
+    )
+
+    # -- the licence --
+    add(
+        with_tenant(
+            "no-licence",
+            "No licence",
+            "ana was created but never licensed: no Exchange Online plan, so no mailbox.",
+            [
+                only(c, "no-exchange-licence", {"tenant.license": F, "tenant.mailbox": F})
+                for c in (OUTLOOK, MOBILE, IMAP)
+            ],
+            person={"licenses": ()},
+        )
+    )
+    add(
+        with_tenant(
+            "apps-only-sku",
+            "Licensed for Microsoft 365 Apps only",
+            "ana has Microsoft 365 Apps for business (O365_BUSINESS): desktop Office, OneDrive, "
+            "no Exchange mailbox.",
+            [
+                only(c, "no-exchange-licence", {"tenant.license": F, "tenant.mailbox": F})
+                for c in (OUTLOOK, MOBILE)
+            ],
+            person={"licenses": (AssignedLicense(sku_id=SKU_APPS_FOR_BUSINESS.sku_id),)},
+        )
+    )
+    add(
+        with_tenant(
+            "f1-sku",
+            "Microsoft 365 F1: no mailbox",
+            "ana is a frontline worker on Microsoft 365 F1 (M365_F1_COMM): Teams and SharePoint, "
+            "but no Exchange mailbox (only Exchange Foundation).",
+            [
+                only(c, "no-exchange-licence", {"tenant.license": F, "tenant.mailbox": F})
+                for c in (OUTLOOK, MOBILE)
+            ],
+            person={"licenses": (AssignedLicense(sku_id=SKU_M365_F1.sku_id),)},
+        )
+    )
+    add(
+        with_tenant(
+            "exchange-plan-disabled",
+            "Exchange Online switched off in the licence",
+            "ana has E3, but an admin unticked 'Exchange Online (Plan 2)' in her licence.",
+            [
+                only(c, "exchange-plan-disabled", {"tenant.license": F, "tenant.mailbox": F})
+                for c in (OUTLOOK, MOBILE, IMAP)
+            ],
+            person={"licenses": (e3_no_exchange,)},
+        )
+    )
+    add(
+        with_tenant(
+            "exchange-plan-pending",
+            "Exchange Online still provisioning",
+            "ana was licensed an hour ago; the Exchange plan is PendingProvisioning and the "
+            "mailbox does not exist yet.",
+            [
+                only(c, "exchange-plan-pending", {"tenant.license": F, "tenant.mailbox": F})
+                for c in (OUTLOOK, MOBILE)
+            ],
+            person={"plan_status": {"EXCHANGE_S_ENTERPRISE": "PendingProvisioning"}},
+        )
+    )
+
+    # -- mailbox protocols --
+    add(
+        with_tenant(
+            "activesync-off",
+            "ActiveSync switched off on the mailbox",
+            "ActiveSyncEnabled is false on ana's mailbox (Set-CASMailbox): the phone's mail app "
+            "cannot sync; Outlook on the PC is unaffected.",
+            [
+                tenant_ok(MOBILE, "protocol-disabled", {"tenant.mailbox": F}),
+                tenant_ok(OUTLOOK, DEVICE),
+            ],
+            person={"cas": CasSettings(active_sync_enabled=False)},
+        )
+    )
+    add(
+        with_tenant(
+            "imap-off",
+            "IMAP switched off on the mailbox",
+            "ImapEnabled is false on ana's mailbox (security defaults or a hardening script): "
+            "her IMAP app cannot sign in.",
+            [
+                tenant_ok(IMAP, "protocol-disabled", {"tenant.mailbox": F}),
+                tenant_ok(OUTLOOK, DEVICE),
+            ],
+            person={"cas": CasSettings(imap_enabled=False)},
+        )
+    )
+    add(
+        with_tenant(
+            "pop-off",
+            "POP switched off on the mailbox",
+            "PopEnabled is false on ana's mailbox: her POP app cannot sign in.",
+            [
+                tenant_ok(POP, "protocol-disabled", {"tenant.mailbox": F}),
+                tenant_ok(OUTLOOK, DEVICE),
+            ],
+            person={"cas": CasSettings(pop_enabled=False)},
+        )
+    )
+    add(
+        with_tenant(
+            "smtp-auth-off-org-default",
+            "SMTP AUTH off for the organisation",
+            "Get-TransportConfig says SmtpClientAuthenticationDisabled true and ana's mailbox "
+            "has no setting of its own ($null), so her scanner cannot send with SMTP AUTH.",
+            [tenant_ok(SMTP, "smtp-auth-disabled", {"tenant.mailbox": F})],
+            smtp_client_authentication_disabled=True,
+        )
+    )
+    add(
+        with_tenant(
+            "smtp-auth-off-mailbox",
+            "SMTP AUTH off on the mailbox",
+            "SMTP AUTH is allowed for the organisation, but ana's mailbox has "
+            "SmtpClientAuthenticationDisabled true.",
+            [tenant_ok(SMTP, "smtp-auth-disabled", {"tenant.mailbox": F})],
+            person={"cas": CasSettings(smtp_client_authentication_disabled=True)},
+        )
+    )
+    add(
+        with_tenant(
+            "mapi-ews-off",
+            "MAPI and EWS switched off for Outlook",
+            "MAPIEnabled and EwsEnabled are false on ana's mailbox: Outlook for Windows cannot "
+            "open it; her phone still syncs.",
+            [
+                tenant_ok(OUTLOOK, "protocol-disabled", {"tenant.mailbox": F}),
+                tenant_ok(MOBILE, DEVICE),
+            ],
+            person={"cas": CasSettings(mapi_enabled=False, ews_enabled=False)},
+        )
+    )
+    add(
+        with_tenant(
+            "owa-off",
+            "Outlook on the web switched off",
+            "OWAEnabled is false on ana's mailbox: outlook.office.com refuses her mailbox.",
+            [
+                tenant_ok(WEB, "protocol-disabled", {"tenant.mailbox": F}),
+                tenant_ok(OUTLOOK, DEVICE),
+            ],
+            person={"cas": CasSettings(owa_enabled=False)},
+        )
+    )
+
+    # -- devices --
+    add(
+        with_tenant(
+            "device-quarantined-global",
+            "New phones quarantined by the organisation default",
+            "The organisation's ActiveSync default access level is Quarantine: ana's iPhone "
+            "waits for an admin to allow it (DeviceAccessStateReason Global).",
+            [
+                tenant_ok(MOBILE, "device-quarantined", {"tenant.devices": F}),
+                tenant_ok(OUTLOOK, DEVICE),
+            ],
+            default_access_level="Quarantine",
+        )
+    )
+    add(
+        with_tenant(
+            "device-blocked-by-rule",
+            "Phone model blocked by a device access rule",
+            "A device access rule 'iPhone15C2 (DeviceModel)' blocks ana's phone model.",
+            [tenant_ok(MOBILE, "device-blocked", {"tenant.devices": F})],
+            device_rules=(
+                DeviceAccessRule(
+                    characteristic="DeviceModel", query_string="iPhone15C2", access_level="Block"
+                ),
+            ),
+        )
+    )
+    add(
+        with_tenant(
+            "device-blocked-individually",
+            "Phone on the mailbox's block list",
+            "ana's iPhone id is in ActiveSyncBlockedDeviceIDs on her mailbox (a lost phone, "
+            "later found).",
+            [tenant_ok(MOBILE, "device-blocked", {"tenant.devices": F})],
+            person={"cas": CasSettings(active_sync_blocked_device_ids=(IPHONE_ID,))},
+        )
+    )
+
+    # -- Client Access Rules --
+    add(
+        with_tenant(
+            "car-deny-imap",
+            "A Client Access Rule denies IMAP",
+            "The tenant still has Client Access Rules: 'Block IMAP' (priority 1) denies IMAP4 "
+            "from everywhere; Outlook is not affected.",
+            [
+                tenant_ok(IMAP, "client-access-rule", {"tenant.client_access_rules": F}),
+                tenant_ok(OUTLOOK, DEVICE, {"tenant.client_access_rules": P}),
+            ],
+            client_access_rules=(
+                ClientAccessRule(
+                    name="Always Allow Remote PowerShell",
+                    priority=0,
+                    action="AllowAccess",
+                    any_of_protocols=("RemotePowerShell",),
+                ),
+                ClientAccessRule(name="Block IMAP", priority=1, any_of_protocols=("IMAP4",)),
+            ),
+        )
+    )
+
+    # -- Conditional Access --
+    block_legacy = ca_policy(
+        "Block legacy authentication", client_app_types=("exchangeActiveSync", "other")
+    )
+    add(
+        with_tenant(
+            "ca-block-legacy",
+            "Conditional Access blocks legacy authentication",
+            "'Block legacy authentication' blocks Exchange ActiveSync and other clients (IMAP, "
+            "POP, SMTP with a password): the IMAP app and the phone's mail app are refused "
+            "(AADSTS53003); Outlook with modern auth is not.",
+            [
+                tenant_ok(IMAP, "conditional-access-block", {**CA_FAIL, "tenant.signins": F}),
+                tenant_ok(MOBILE, "conditional-access-block", {**CA_FAIL, "tenant.signins": F}),
+                # The IMAP app's refusals are in ana's sign-in log too; they are not Outlook's.
+                tenant_ok(OUTLOOK, DEVICE, {"tenant.signins": F}),
+            ],
+            ca_policies=(block_legacy,),
+            signins=signins(53003, IMAP, policy=block_legacy),
+        )
+    )
+    mfa_all = ca_policy("Require MFA for everyone", client_app_types=("all",), controls=("mfa",))
+    add(
+        with_tenant(
+            "ca-mfa-legacy",
+            "Conditional Access requires MFA: IMAP cannot do it",
+            "'Require MFA for everyone' covers all client apps. Outlook can prompt for MFA; an "
+            "IMAP app signing in with a password cannot, so it is refused.",
+            [tenant_ok(IMAP, "conditional-access-mfa", {**CA_FAIL, "tenant.signins": F})],
+            ca_policies=(mfa_all,),
+            signins=signins(50076, IMAP),
+        )
+    )
+    compliant = ca_policy(
+        "Phones must be compliant",
+        client_app_types=("mobileAppsAndDesktopClients", "exchangeActiveSync"),
+        include_platforms=("iOS", "android"),
+        controls=("compliantDevice",),
+    )
+    add(
+        with_tenant(
+            "ca-compliant-device-mobile",
+            "Conditional Access requires a compliant phone",
+            "'Phones must be compliant' requires an Intune-compliant device for iOS and Android; "
+            "ana's iPhone is not enrolled (AADSTS53000).",
+            # mailfix cannot tell whether the phone is enrolled: the control is one the phone
+            # could meet (warn), the sign-in log shows it did not (AADSTS53000).
+            [
+                tenant_ok(
+                    MOBILE,
+                    "conditional-access-device",
+                    {"tenant.conditional_access": W, "tenant.signins": F},
+                )
+            ],
+            ca_policies=(compliant,),
+            signins=signins(53000, MOBILE, policy=compliant),
+        )
+    )
+    report_only = ca_policy(
+        "Block legacy authentication (report-only)",
+        state="enabledForReportingButNotEnforced",
+        client_app_types=("exchangeActiveSync", "other"),
+    )
+    add(
+        with_tenant(
+            "ca-report-only",
+            "Conditional Access block in report-only mode",
+            "The legacy-authentication block is in report-only mode: it is logged, never "
+            "enforced, so it is not why IMAP fails.",
+            [tenant_ok(IMAP, DEVICE), tenant_ok(MOBILE, DEVICE)],
+            ca_policies=(report_only,),
+        )
+    )
+    exempt = Group(
+        id=stable_id("group", "legacy-exempt"),
+        display_name="Legacy auth exemptions",
+        members=(stable_id("group", "scanners"),),
+    )
+    scanners = Group(
+        id=stable_id("group", "scanners"),
+        display_name="Scanner accounts",
+        members=(stable_id("user", "ana@contoso.com"),),
+    )
+    block_except = ca_policy(
+        "Block legacy authentication (with exemptions)",
+        client_app_types=("exchangeActiveSync", "other"),
+        exclude_groups=(exempt.id,),
+    )
+    add(
+        with_tenant(
+            "ca-excluded-group",
+            "Legacy block with ana exempt through a nested group",
+            "The legacy-authentication block excludes 'Legacy auth exemptions', which contains "
+            "'Scanner accounts', which contains ana: the exclusion wins, the policy does not "
+            "apply to her.",
+            [tenant_ok(IMAP, DEVICE), tenant_ok(MOBILE, DEVICE)],
+            ca_policies=(block_except,),
+            groups=(exempt, scanners),
+        )
+    )
+    office = ip_location("Head office", "198.51.100.0/24", "2001:db8:100::/48")
+    block_outside = ca_policy(
+        "Block access from outside the office",
+        include_locations=("All",),
+        exclude_locations=(office["id"],),
+    )
+    add(
+        with_tenant(
+            "ca-block-outside-office",
+            "Conditional Access blocks sign-ins from outside the office",
+            "Every app is blocked unless it signs in from the head office's addresses; ana "
+            "signs in from home (AADSTS53003 naming the policy).",
+            [only(IMAP, "conditional-access-block", {"tenant.signins": F})],
+            ca_policies=(block_outside,),
+            named_locations=(office,),
+            signins=signins(53003, IMAP, policy=block_outside),
+        )
+    )
+
+    # -- sign-ins --
+    add(
+        with_tenant(
+            "signins-wrong-password",
+            "Wrong password",
+            "ana's IMAP app keeps signing in with her old password (AADSTS50126).",
+            [tenant_ok(IMAP, "sign-in-wrong-password", {"tenant.signins": F})],
+            signins=signins(50126, IMAP, count=5),
+        )
+    )
+    add(
+        with_tenant(
+            "signins-locked",
+            "Account locked after bad passwords",
+            "An old phone with a stale password locked ana out (Smart Lockout, AADSTS50053).",
+            [tenant_ok(MOBILE, "account-locked", {"tenant.signins": F})],
+            signins=signins(50053, MOBILE, count=4),
+        )
+    )
+    add(
+        with_tenant(
+            "signins-password-expired",
+            "Password expired",
+            "ana's password expired; Outlook asks for it again and again (AADSTS50055).",
+            [tenant_ok(OUTLOOK, "password-expired", {"tenant.signins": F})],
+            signins=signins(50055, OUTLOOK),
+        )
+    )
+
+    # -- service health --
+    add(
+        with_tenant(
+            "service-incident",
+            "Exchange Online incident",
+            "Microsoft has an open Exchange Online incident EX912345: users can't connect with "
+            "Exchange ActiveSync and Outlook.",
+            [
+                tenant_ok(c, SERVICE_INCIDENT, {"tenant.service_health": F})
+                for c in (OUTLOOK, MOBILE)
+            ],
+            issues=(
+                ServiceIssue(
+                    id="EX912345",
+                    title="Users can't connect to their mailbox with Exchange ActiveSync or "
+                    "Outlook",
+                    impact_description="Users may be unable to connect to Exchange Online "
+                    "mailboxes using Exchange ActiveSync or Outlook desktop clients.",
+                ),
+            ),
+        )
+    )
+
+    # -- mailfix's own access --
+    add(
+        with_tenant(
+            "permission-missing-auditlog",
+            "mailfix may not read sign-in logs",
+            "The admin granted mailfix everything except AuditLog.Read.All: the sign-in check "
+            "cannot run and says exactly what to grant.",
+            [tenant_ok(IMAP, DEVICE, {"tenant.signins": E}, also=("tenant-permission-missing",))],
+            app={
+                "graph_permissions": tuple(
+                    p for p in tenant_data().app.graph_permissions if p != "AuditLog.Read.All"
+                )
+            },
+        )
+    )
+    add(
+        with_tenant(
+            "throttled-graph",
+            "Graph throttles (once)",
+            "Graph answers the first user lookup with 429 and Retry-After: 1; mailfix waits and "
+            "retries, and the diagnosis is complete.",
+            [tenant_ok(c, DEVICE) for c in (OUTLOOK, MOBILE)],
+            throttles=(Throttle(service="graph", path="/users/", times=1, retry_after=1),),
+        )
+    )
+
+    # -- hybrid --
+    add(
+        with_tenant(
+            "hybrid-on-premises-mailbox",
+            "Hybrid: the mailbox is still on-premises",
+            "ana is synced from Active Directory and her mailbox lives on the organisation's "
+            "Exchange server; Exchange Online holds a mail user. The tenant checks say nothing "
+            "about that mailbox.",
+            [
+                only(
+                    OUTLOOK,
+                    "hybrid-mailbox-on-premises",
+                    {"tenant.mailbox": W, "tenant.account": P},
+                ),
+                only(MOBILE, "hybrid-mailbox-on-premises", {"tenant.mailbox": W}),
+            ],
+            parts=tenant(
+                location="onprem", dns={"autodiscover": "mail.contoso.com"}, extra=[onprem]
+            ),
+            person={"synced": True, "mailbox": "onprem"},
+        )
+    )
+    return out
 
 
 CATALOGUE: dict[str, Scenario] = _build()

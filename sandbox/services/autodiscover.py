@@ -13,6 +13,7 @@ from aiohttp import web
 
 from sandbox.services import base, exo, pox
 from sandbox.services.configs import AutodiscoverRedirectConfig, AutodiscoverSConfig
+from sandbox.tenant.state import TenantState
 
 _POX_PATH = "/autodiscover/autodiscover.xml"
 
@@ -32,7 +33,8 @@ def make_redirect_app(config: AutodiscoverRedirectConfig) -> web.Application:
     return base.make_app(config.faults, handle)
 
 
-def make_pox_app(config: AutodiscoverSConfig) -> web.Application:
+def make_pox_app(config: AutodiscoverSConfig, tenant: TenantState | None = None) -> web.Application:
+    """`tenant`: the world's tenant; where it knows an address, its mailbox location wins."""
     counter = itertools.count(1)
     site = pox.Site(
         host=config.exo_host,
@@ -53,7 +55,7 @@ def make_pox_app(config: AutodiscoverSConfig) -> web.Application:
             return base.unauthorized(exo.exo_challenges(request, config.login_host), headers)
         return await pox.handle(
             request,
-            mailboxes=config.mailboxes,
+            mailboxes=tenant.mailboxes(config.mailboxes) if tenant else config.mailboxes,
             site=site,
             decide=lambda mailbox: exo.decide_pox(config.onprem_autodiscover_host, mailbox),
             headers=headers,

@@ -236,7 +236,7 @@ def build_app(config: ServiceConfig, tenant: Any = None) -> web.Application:
         case AutodiscoverRedirectConfig():
             return autodiscover.make_redirect_app(config)
         case AutodiscoverSConfig():
-            return autodiscover.make_pox_app(config)
+            return autodiscover.make_pox_app(config, tenant)
         case LoginConfig():
             return login.make_app(config, tenant)
         case AdfsConfig():

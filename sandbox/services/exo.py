@@ -92,14 +92,14 @@ def make_app(config: ExoConfig, tenant: TenantState | None = None) -> web.Applic
         if path.startswith("/adminapi/"):
             return await exo_admin.handle(request, tenant, headers)
         if v2.is_v2_path(path):
-            return _autodiscover_v2(request, config, headers)
+            return _autodiscover_v2(request, config, headers, tenant)
         if path in ("/autodiscover/autodiscover.xml", "/autodiscover/autodiscover.svc"):
             if not base.has_credentials(request) or path.endswith(".svc"):
                 # SOAP (.svc) is not played: it always challenges.
                 return base.unauthorized(exo_challenges(request, config.login_host), headers)
             return await pox.handle(
                 request,
-                mailboxes=config.mailboxes,
+                mailboxes=tenant.mailboxes(config.mailboxes) if tenant else config.mailboxes,
                 site=site,
                 decide=lambda mailbox: decide_pox(config.onprem_autodiscover_host, mailbox),
                 headers=headers,
@@ -135,12 +135,16 @@ def _find(mailboxes: tuple[Mailbox, ...], email: str) -> Mailbox | None:
 
 
 def _autodiscover_v2(
-    request: web.Request, config: ExoConfig, headers: dict[str, str]
+    request: web.Request,
+    config: ExoConfig,
+    headers: dict[str, str],
+    tenant: TenantState | None = None,
 ) -> web.Response:
     parsed = v2.parse(request, V2_PROTOCOLS, headers)
     if isinstance(parsed, web.Response):
         return parsed
-    mailbox = _find(config.mailboxes, parsed.email)
+    boxes = tenant.mailboxes(config.mailboxes) if tenant is not None else config.mailboxes
+    mailbox = _find(boxes, parsed.email)
     next_count = parsed.redirect_count + 1 if parsed.redirect_count is not None else 3
     if mailbox is not None and mailbox.location == "onprem":
         # §2.7 hybrid: 302 to the on-prem query form. The doc's example carries RedirectCount=3;

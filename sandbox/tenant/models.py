@@ -448,6 +448,17 @@ class TenantData(_Frozen):
                     raise ValueError(f"{user.upn}: licence {lic.sku_id} is not a tenant SKU")
         return self
 
+    def with_alias(self, upn: str, address: str) -> TenantData:
+        """This tenant with `address` added to `upn`'s proxy addresses (a second address for the
+        same person, as the demo's "<scenario>@domain" people are)."""
+        person = self.user(upn)
+        alias = f"smtp:{address.lower()}"
+        if alias in person.proxy_addresses:
+            return self
+        changed = person.model_copy(update={"proxy_addresses": (*person.proxy_addresses, alias)})
+        users = tuple(changed if u.id == person.id else u for u in self.users)
+        return self.model_copy(update={"users": users})
+
     def user(self, upn: str) -> TenantUser:
         wanted = upn.lower()
         for u in self.users:

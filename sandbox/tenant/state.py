@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from checks.settings import Cloud
+from sandbox.services.configs import Mailbox
 from sandbox.tenant.hosts import TenantHosts, tenant_hosts
 from sandbox.tenant.models import (
     MAILBOX_PLANS,
@@ -164,6 +165,37 @@ class TenantState:
 
     def consumed_units(self, sku_id: str) -> int:
         return sum(1 for u in self.live_users() if any(lic.sku_id == sku_id for lic in u.licenses))
+
+    def mailboxes(self, static: tuple[Mailbox, ...]) -> tuple[Mailbox, ...]:
+        """The directory Autodiscover answers from: `static` entries, with the location of every
+        address this tenant knows taken from the live tenant (so a fix shows there too)."""
+        out: list[Mailbox] = []
+        known: set[str] = set()
+        for user in self.live_users():
+            location = (
+                "exo"
+                if self.has_exo_mailbox(user)
+                else ("onprem" if user.mailbox == "onprem" else "none")
+            )
+            primary = next(
+                (p[5:] for p in user.proxy_addresses if p.startswith("SMTP:")),
+                user.mail or user.upn,
+            ).lower()
+            addresses = {primary, user.upn} | {
+                p.split(":", 1)[1].lower() for p in user.proxy_addresses if ":" in p
+            }
+            for address in sorted(addresses):
+                known.add(address)
+                out.append(
+                    Mailbox(
+                        address=address,
+                        display_name=user.display_name,
+                        location=location,
+                        primary_smtp=primary if address != primary else None,
+                    )
+                )
+        out.extend(m for m in static if m.address not in known)
+        return tuple(out)
 
     # -- devices --
 

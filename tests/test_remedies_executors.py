@@ -7,6 +7,7 @@ changed" is checked on the tenant itself, not only on what mailfix says it sent.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from _checkworld import checked, scenario
 
 from checks.cloud import hosts_for
 from checks.models import Remediation, Status
-from checks.remedies import FixResult, Outcome, apply, plan, propose
+from checks.remedies import FixResult, Outcome, apply, approval_executor, plan, propose
 from checks.remedies.verify import recheck
 from checks.tenant import TenantClient
 from sandbox.tenant.build import IPHONE_ID, person, tenant_data
@@ -27,6 +28,7 @@ from sandbox.tenant.models import (
     TEAMS1,
     AssignedLicense,
     CasSettings,
+    Throttle,
 )
 from sandbox.tenant.state import TenantState
 from sandbox.world import World
@@ -298,3 +300,42 @@ async def test_the_affected_check_passes_after_the_fix() -> None:
         assert (await apply(fix, env.client)).outcome is Outcome.APPLIED
         [after] = await recheck(fix, ANA, settings=env.client.settings, net=env.client.net)
         assert after.status is Status.PASS, after.summary
+
+
+# --- throttling and the approval flow's executor ---------------------------------------------
+
+
+async def test_throttled_past_the_retries_is_a_failure_that_says_to_try_later() -> None:
+    async with tenant(
+        person_fields={"cas": CasSettings(pop_enabled=False)},
+        throttles=(Throttle(service="exo", path="set-casmailbox", times=-1, retry_after=0),),
+    ) as env:
+        result = await apply(propose.enable_protocol(ANA, "Pop"), env.client)
+        assert result.outcome is Outcome.FAILED
+        assert result.status == 429
+        assert "Try again in a little while" in result.detail
+        assert env.tenant.writes == []
+        sets = [r for r in env.client.last_requests if r.endswith("Set-CASMailbox")]
+        assert len(sets) == 4  # the first try and three retries, then it gave up
+
+
+async def test_approval_executor_reports_holds_and_an_account() -> None:
+    async with tenant(person_fields={"account_enabled": False}) as env:
+        run = approval_executor(env.client.settings, net=env.client.net)
+        fix = propose.enable_account(ANA_ID, ANA)
+        holds, account = await run(fix)
+        assert holds
+        assert account["outcome"] == "applied"
+        assert account["message"].startswith("Your account can sign in")
+        assert account["sent_lines"] == [
+            f'PATCH https://graph.microsoft.com/v1.0/users/{ANA_ID} {{"accountEnabled":true}}'
+        ]
+        assert account["hard_to_undo"] is True
+        json.dumps(account)  # JSON-able for the audit log
+        holds, account = await run(fix)  # a resumed apply after a crash only reads
+        assert holds and account["outcome"] == "already-done" and account["sent"] == []
+        assert len(env.tenant.writes) == 1
+        bad = Remediation(id="wipe-tenant", title="t", api="graph", action="x")
+        holds, account = await run(bad)
+        assert not holds and account["outcome"] == "failed"
+        assert "unknown fix" in account["detail"]

@@ -10,6 +10,9 @@
     canonical(remediation) -> Remediation
         The remediation rebuilt by its builder from `id` and `params`: what a stored or
         uploaded proposal really does (the free-text fields are never trusted).
+    approval_executor(settings, *, net=None) -> ApplyFix
+        `apply` in the shape `dialogs.approval` calls: remediation -> (holds, account), where
+        holds is applied-or-already-done and account is `FixResult.account()` (JSON).
 
 Raises `InvalidProposal` (a ValueError) for a remediation that cannot be executed; every
 tenant-side problem is a `FixResult` with outcome `failed`, never an exception.
@@ -20,14 +23,17 @@ idempotent, so a retry after a crash only reads.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from checks.cloud import CloudHosts, hosts_for
 from checks.models import Remediation
+from checks.net.seam import Network
 from checks.remedies import propose
 from checks.remedies.executors import Endpoints, InvalidProposal, executor_for
 from checks.remedies.results import FixResult, Outcome, PlannedRequest
-from checks.settings import Cloud
+from checks.settings import CheckSettings, Cloud
 from checks.tenant.client import TenantClient
 from checks.tenant.errors import (
     PermissionMissing,
@@ -38,7 +44,11 @@ from checks.tenant.errors import (
     Throttled,
 )
 
-__all__ = ["InvalidProposal", "apply", "canonical", "plan"]
+__all__ = ["InvalidProposal", "apply", "approval_executor", "canonical", "plan"]
+
+# What the approval flow calls (dialogs.approval.ApplyFix): does the fix hold now, and a
+# JSON-able account of what happened.
+ApplyFix = Callable[[Remediation], Awaitable[tuple[bool, dict[str, Any]]]]
 
 _BUILDERS: dict[str, Any] = {
     propose.ENABLE_PROTOCOL: propose.enable_protocol,
@@ -161,6 +171,37 @@ async def apply(
     )
 
 
+def approval_executor(
+    settings: CheckSettings, *, net: Network | None = None, timeout: float = 60.0
+) -> ApplyFix:
+    """An executor for the approval flow: each call applies one approved remediation with a
+    fresh tenant client (on `net`, or a network of its own) and returns (holds, account)."""
+
+    async def run(remediation: Remediation) -> tuple[bool, dict[str, Any]]:
+        try:
+            if net is not None:
+                result = await apply(remediation, _client(settings, net, timeout))
+            else:
+                async with Network(settings) as own:
+                    result = await apply(remediation, _client(settings, own, timeout))
+        except InvalidProposal as exc:
+            return False, {
+                "outcome": Outcome.FAILED.value,
+                "message": PERSON_FAILED,
+                "detail": f"The proposal cannot be applied: {exc}",
+                "sent": [],
+            }
+        return result.holds, result.account()
+
+    return run
+
+
+def _client(settings: CheckSettings, net: Network, timeout: float) -> TenantClient:
+    return TenantClient(
+        settings, net, hosts_for(settings.cloud), deadline=time.monotonic() + timeout
+    )
+
+
 async def _send(client: TenantClient, write: PlannedRequest) -> int:
     """Send one planned write through the client; the documented success status."""
     if write.api == "exo":
@@ -188,8 +229,8 @@ def status_of(exc: TenantError) -> int | None:
         return 401 if "refused mailfix's app" in str(exc) else 403
     if isinstance(exc, TenantNotFound):
         return 404
-    if isinstance(exc, Throttled):
-        return 429 if exc.retry_after else None
+    if isinstance(exc, Throttled):  # also raised when the deadline passed before sending
+        return 429 if "throttling" in str(exc) else None
     if isinstance(exc, TenantAuthFailed):
         return None  # the token request failed: the change was never sent
     found = _HTTP.search(str(exc))

@@ -80,6 +80,17 @@ class FixResult(_Frozen):
         return self.outcome is Outcome.APPLIED
 
     @property
+    def holds(self) -> bool:
+        """The fix is in place now (applied, or found already done)."""
+        return self.outcome in (Outcome.APPLIED, Outcome.ALREADY_DONE)
+
+    def account(self) -> dict[str, Any]:
+        """JSON for an audit log or a card: every field, plus each request as one line."""
+        data = self.model_dump(mode="json")
+        data["sent_lines"] = [r.line() for r in self.sent]
+        return data
+
+    @property
     def ok(self) -> bool:
         """Applied, already done, or (dry run) would apply."""
         return self.outcome in (Outcome.APPLIED, Outcome.ALREADY_DONE, Outcome.WOULD_APPLY)

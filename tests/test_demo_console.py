@@ -501,8 +501,9 @@ async def test_a_scenario_named_person_has_the_scenario_users_mailbox() -> None:
     pool = WorldPool()
     try:
         report = await diagnose_in(pool, "hybrid-onprem-mailbox@contoso.com", Client.OUTLOOK)
-        # Nothing fails, so the device leads (DESIGN.md); the on-premises mailbox comes next.
-        assert [c.id for c in report.causes[:2]] == ["device-or-app", "hybrid-mailbox-on-premises"]
+        # Nothing fails, but the Exchange Online checks say nothing about an on-premises
+        # mailbox: it stands in the way and leads (DESIGN.md "Report"); the device comes next.
+        assert [c.id for c in report.causes[:2]] == ["hybrid-mailbox-on-premises", "device-or-app"]
         assert pool.running == ["hybrid-onprem-mailbox"]
         again = await diagnose_in(pool, "hybrid-onprem-mailbox@contoso.com", Client.OUTLOOK)
         assert again.top_cause is not None and pool.running == ["hybrid-onprem-mailbox"]

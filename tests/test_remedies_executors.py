@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from _checkworld import checked, scenario
 
 from checks.cloud import hosts_for
@@ -339,3 +340,45 @@ async def test_approval_executor_reports_holds_and_an_account() -> None:
         holds, account = await run(bad)
         assert not holds and account["outcome"] == "failed"
         assert "unknown fix" in account["detail"]
+
+
+# --- every protocol switch, and the rest of the permission and ordering paths -----------------
+
+SWITCH_FIELDS = {
+    "ActiveSync": ("active_sync_enabled", False, True),
+    "Imap": ("imap_enabled", False, True),
+    "Pop": ("pop_enabled", False, True),
+    "Mapi": ("mapi_enabled", False, True),
+    "Ews": ("ews_enabled", False, True),
+    "Owa": ("owa_enabled", False, True),
+    "OutlookMobile": ("outlook_mobile_enabled", False, True),
+    "SmtpClientAuth": ("smtp_client_authentication_disabled", True, False),
+}
+
+
+@pytest.mark.parametrize("protocol", list(propose.PROTOCOLS))
+async def test_every_protocol_switch_is_set_and_then_left_alone(protocol: str) -> None:
+    field, off, on = SWITCH_FIELDS[protocol]
+    async with tenant(person_fields={"cas": CasSettings(**{field: off})}) as env:
+        first, second = await apply_twice(env, propose.enable_protocol(ANA, protocol))
+        user = env.tenant.find_user(ANA)
+        assert user is not None and getattr(user.cas, field) is on
+        assert first.message.startswith(propose.PROTOCOLS[protocol].short)
+        assert second.outcome is Outcome.ALREADY_DONE
+
+
+async def test_without_exchange_manage_as_app_the_permission_is_named() -> None:
+    async with tenant(app={"exo_permissions": ()}) as env:
+        result = await apply(propose.enable_protocol(ANA, "Imap"), env.client, dry_run=True)
+        assert result.outcome is Outcome.FAILED
+        assert result.permission == "Exchange.ManageAsApp"
+        assert result.grant_where and "Office 365 Exchange Online" in result.grant_where
+        assert result.sent == []  # it failed while reading: nothing was tried
+        assert "checking the current state" in result.detail
+
+
+async def test_a_synced_account_already_enabled_is_already_done_not_refused() -> None:
+    async with tenant(person_fields={"synced": True}) as env:
+        result = await apply(propose.enable_account(ANA_ID, ANA), env.client)
+        assert result.outcome is Outcome.ALREADY_DONE
+        assert env.tenant.writes == []

@@ -394,6 +394,12 @@ async def _enable_decide(p: EnableAccountParams, client: TenantClient, at: Endpo
     if user is None:
         return _no_user(p.user_id)
     who = _who(user)
+    if user.account_enabled:
+        return Decision(
+            Outcome.ALREADY_DONE,
+            detail=f"The account {user.user_principal_name} is already enabled; nothing was sent.",
+            subject=who,
+        )
     if user.synced_from_on_premises:
         return Decision(
             Outcome.REFUSED,
@@ -403,12 +409,6 @@ async def _enable_decide(p: EnableAccountParams, client: TenantClient, at: Endpo
                 how="enable the account in Active Directory Users and Computers and let "
                 "Microsoft Entra Connect sync it",
             ),
-            subject=who,
-        )
-    if user.account_enabled:
-        return Decision(
-            Outcome.ALREADY_DONE,
-            detail=f"The account {user.user_principal_name} is already enabled; nothing was sent.",
             subject=who,
         )
     return Decision(None, _enable_plan(p, at), detail="the account is disabled", subject=who)

@@ -222,8 +222,8 @@ async def _signins(ctx: CheckContext) -> Finding:
     if not failures:
         return SIGNINS.finding(
             Status.PASS,
-            f"No failed sign-in to Exchange Online in the last 48 hours "
-            f"({len(relevant)} successful).",
+            "No sign-in to Exchange Online failed in the last 48 hours"
+            + (f" ({len(relevant)} succeeded)." if relevant else "."),
             evidence={"problem": None, "failures": [], "requests": requests},
         )
     listed: list[dict[str, Any]] = [

@@ -168,12 +168,13 @@ async def _account(ctx: CheckContext) -> Finding:
                 "names the other object. The change reaches Microsoft 365 with the next sync.",
             ],
         )
-    return ACCOUNT.finding(
-        Status.PASS,
-        f"The account {user.user_principal_name} owns {address}{' by UPN' if not via else ''} "
-        "and is enabled.",
-        evidence={**evidence, "problem": None},
+    summary = (
+        f"The account {user.user_principal_name} exists and is enabled."
+        if not via
+        else f"The address {address} is an alias of the account {user.user_principal_name}, "
+        "which exists and is enabled."
     )
+    return ACCOUNT.finding(Status.PASS, summary, evidence={**evidence, "problem": None})
 
 
 async def _license(ctx: CheckContext) -> Finding:

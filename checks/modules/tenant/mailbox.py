@@ -154,10 +154,10 @@ async def _smtp_auth(
             remediation=propose.enable_protocol(mailbox, "SmtpClientAuth"),
         )
     needed = NEEDS[ctx.client]
-    on = f"{_words(list(needed))} and " if needed else ""
+    on = f"{_words(list(needed))} and Authenticated SMTP are" if needed else "Authenticated SMTP is"
     return MAILBOX.finding(
         Status.PASS,
-        f"{address} has an Exchange Online mailbox; {on}Authenticated SMTP are on.",
+        f"{address} has an Exchange Online mailbox; {on} on.",
         evidence={**evidence, "problem": None},
     )
 

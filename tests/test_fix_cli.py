@@ -218,3 +218,62 @@ async def test_without_tenant_settings_it_says_what_to_set(tmp_path: Path) -> No
     code, _, err = await run_cli({}, "fix", "--proposal", str(path), "--dry-run")
     assert code == 2
     assert "MAILFIX_TENANT_ID" in err and err.count("\n") == 1
+
+
+# --- every fixable fault of the sandbox catalogue ---------------------------------------------
+
+# scenario id -> (client, check carrying the fix, remediation id)
+CATALOGUE_FIXES = {
+    "account-disabled": ("outlook", "tenant.account", "enable-account"),
+    "account-soft-deleted": ("outlook", "tenant.account", "restore-user"),
+    "no-licence": ("outlook", "tenant.license", "assign-license"),
+    "apps-only-sku": ("outlook", "tenant.license", "assign-license"),
+    "exchange-plan-disabled": ("outlook", "tenant.license", "enable-exchange-plan"),
+    "activesync-off": ("mobile", "tenant.mailbox", "enable-protocol"),
+    "imap-off": ("imap", "tenant.mailbox", "enable-protocol"),
+    "pop-off": ("pop", "tenant.mailbox", "enable-protocol"),
+    "smtp-auth-off-org-default": ("smtp", "tenant.mailbox", "enable-protocol"),
+    "smtp-auth-off-mailbox": ("smtp", "tenant.mailbox", "enable-protocol"),
+    "owa-off": ("web", "tenant.mailbox", "enable-protocol"),
+    "device-quarantined-global": ("mobile", "tenant.devices", "release-device"),
+}
+
+
+def test_the_catalogue_fixes_cover_every_operation() -> None:
+    from sandbox.catalogue import CATALOGUE
+
+    assert set(CATALOGUE_FIXES) <= set(CATALOGUE)
+    assert {kind for _, _, kind in CATALOGUE_FIXES.values()} == set(propose.KINDS)
+
+
+@needs_ports
+@pytest.mark.parametrize("scenario_id", list(CATALOGUE_FIXES))
+async def test_catalogue_fault_is_fixed_and_its_check_passes(
+    scenario_id: str, tmp_path: Path
+) -> None:
+    from checks.models import Client
+    from checks.runner import diagnose
+    from sandbox.catalogue import CATALOGUE
+
+    client, check, kind = CATALOGUE_FIXES[scenario_id]
+    sc = CATALOGUE[scenario_id]
+    async with World(sc) as world:
+        assert world.tenant is not None
+        before = await diagnose(sc.address, Client(client), settings=world.settings(), deadline=20)
+        finding = before.finding(check)
+        assert finding.status.value == "fail"
+        assert finding.remediation is not None and finding.remediation.id == kind
+        saved = tmp_path / "report.json"
+        saved.write_text(before.to_json())
+
+        code, out, err = await run_cli(
+            world.env(), "fix", "--proposal", str(saved), "--check", check, "--apply"
+        )
+        assert code == 0, (out, err)
+        assert "Result: Applied." in out, out
+        assert f"Checked again: {check} passes" in out, out
+        assert len(world.tenant.writes) == 1, world.tenant.writes
+
+        after = await diagnose(sc.address, Client(client), settings=world.settings(), deadline=20)
+        assert after.finding(check).status.value == "pass", after.finding(check).summary
+        assert after.finding(check).remediation is None

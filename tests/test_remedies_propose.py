@@ -131,3 +131,11 @@ def test_report_json_round_trips_and_old_remediations_still_read() -> None:
     assert old.idempotency_key.startswith("enable-protocol:")
     assert old.idempotency_key == Remediation.model_validate(old.model_dump()).idempotency_key
     assert old.verify == [] and old.operation == ""
+
+
+def test_restore_keeps_the_address_the_person_had() -> None:
+    deleted_id = "5d927abc-1ea9-50eb-8abb-2848e1c35b87"
+    r = propose.restore_user(deleted_id, "5d927abc1ea950eb8abb2848e1c35b87ana@contoso.com")
+    assert r.params == {"deleted_id": deleted_id, "upn": "ana@contoso.com"}
+    assert r.title == "Restore the deleted user ana@contoso.com"
+    assert propose.restore_user(deleted_id, "ana@contoso.com") == r

@@ -259,8 +259,15 @@ def enable_account(user_id: str, upn: str) -> Remediation:
 
 
 def restore_user(deleted_id: str, upn: str) -> Remediation:
-    """Bring back a soft-deleted user (within 30 days of deletion)."""
+    """Bring back a soft-deleted user (within 30 days of deletion).
+
+    `upn` may be the deleted object's UPN, which Graph prefixes with the object id without
+    dashes (reference §5, Deleted users); the proposal keeps the address the person had.
+    """
     _required(deleted_id=deleted_id, upn=upn)
+    prefix = deleted_id.replace("-", "").lower()
+    if upn.lower().startswith(prefix) and "@" in upn[len(prefix) :]:
+        upn = upn[len(prefix) :]
     return Remediation(
         id=RESTORE_USER,
         title=f"Restore the deleted user {upn}",

@@ -29,7 +29,9 @@ needs_ports = pytest.mark.skipif(
 )
 
 
-async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+async def run_cli(
+    env: dict[str, str], *args: str, stdin: bytes | None = None
+) -> tuple[int, str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILFIX_")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -38,11 +40,11 @@ async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         cwd=ROOT,
         env={**clean, **env},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=90)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -125,6 +127,18 @@ async def test_fix_refused_for_a_synced_account_exits_1_and_changes_nothing(
         assert "Hard to undo" in out
         assert "Sent:" not in out
         assert world.tenant.writes == []
+
+
+@needs_ports
+async def test_a_proposal_on_standard_input(tmp_path: Path) -> None:
+    async with world_of(person_fields={"cas": CasSettings(imap_enabled=False)}) as world:
+        fix = propose.enable_protocol(ANA, "Imap").model_dump_json().encode()
+        code, out, err = await run_cli(
+            world.env(), "fix", "--proposal", "-", "--dry-run", stdin=fix
+        )
+        assert code == 0, err
+        assert '"ImapEnabled":true' in out and "Result: Would apply." in out
+        assert world.tenant is not None and world.tenant.writes == []
 
 
 @needs_ports

@@ -13,9 +13,18 @@ In (JSON, under `/console/api/`):
   progress card edited in place as checks finish, then turned into the results card). A
   reconnect with `Last-Event-ID` gets what it missed, else a snapshot of the whole timeline.
 - `GET state`, `GET home` (the person's recent checks), `GET info` (sample addresses).
-Out: each `Reply` becomes a timeline item `{"key", "rev", "kind", "template", "card"}`: a card
-rendered with `cards.render(spec, Target.ADAPTIVE)` (the page has its own small renderer), or
-`{"kind": "said", "text"}` for what the person typed. `rev` orders every change of one timeline.
+Out: each `Reply` becomes a timeline item `{"key", "rev", "kind", "template", "card", "slack",
+"closed"}`: the Adaptive Card Teams would get (`cards.render(spec, Target.ADAPTIVE)`, drawn in the
+page by Microsoft's official renderer, vendored under `static/vendor/`); what Slack would show
+for the same reply (`Target.SLACK_MESSAGE`; a form the bot opens, like the helpdesk details, as
+the Slack modal; null for the intake form, whose Slack modal has inputs the preview does not
+take); and whether the card is closed (an intake form left unfinished when the person started
+another check: it stays visible, disabled). What the person typed is `{"kind": "said", "text"}`.
+`rev` orders every change of one timeline.
+
+The composer checks an address the way the form does: `mailfix not-an-address` opens the form
+with that text in the address field and the form's own words for what is wrong, never a silently
+empty form, and never a value cut down to something else.
 
 The person is a random token in an HttpOnly cookie set by `GET /console`; only its hash is ever
 stored. A POST must carry `X-Mailfix-Console: 1` and JSON and no foreign `Origin`, so another
@@ -45,8 +54,10 @@ from aiohttp import web
 
 from bot.runtime import Runtime
 from bot.server import RUNTIME
-from cards import Target, render
+from cards import CardError, Target, render
 from cards.data import ErrorData, NoticeData
+from checks.address import parse_address
+from dialogs.intake import ADDRESS, check_answers
 from dialogs.models import (
     Action,
     CardSpec,
@@ -68,11 +79,33 @@ INTAKE = "mailfix.intake"
 COOKIE = "mailfix_console"
 HEADER = "X-Mailfix-Console"
 STATIC = Path(__file__).parent / "static"
+# The official Adaptive Cards renderer (npm `adaptivecards`, pinned; see static/vendor/README.md).
+ADAPTIVECARDS_VERSION = "3.0.6"
+VENDOR = (
+    f"vendor/adaptivecards-{ADAPTIVECARDS_VERSION}.min.js",
+    f"vendor/adaptivecards-{ADAPTIVECARDS_VERSION}.css",
+)
+# The Trusted Types policies the renderer creates for itself (pass-through: the HTML it gets is
+# what the page's own markdown processor serialised; see console.js). No other may exist.
+TRUSTED_TYPES = (
+    "adaptivecards#markdownPassthroughPolicy",
+    "adaptivecards#restoreContentsPolicy",
+    "adaptivecards#deprecatedExportedFunctionPolicy",
+)
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
-    "require-trusted-types-for 'script'"
+    "require-trusted-types-for 'script'; trusted-types " + " ".join(TRUSTED_TYPES)
 )
+# Every file the page may load, by URL path under /console/ -> (file under static/, type).
+ASSETS: dict[str, str] = {
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+    "hostconfig-teams.json": "application/json",
+    VENDOR[0]: "text/javascript",
+    VENDOR[1]: "text/css",
+}
 MAX_TEXT = 2000  # what one start message may hold
 MAX_SESSIONS = 1000  # people remembered (least recently used go first)
 MAX_ITEMS = 200  # timeline items per person
@@ -80,7 +113,6 @@ HISTORY = 500  # events kept for reconnects
 QUEUE = 256  # events buffered for one slow reader before it must reconnect
 KEEPALIVE = 15.0  # seconds between comments on an idle event stream
 FIRST_REPLY_TIMEOUT = 10.0  # seconds the first reply of a flow may take inside the request
-_ASSET_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{22,64}")
 _COMMAND = re.compile(r"^\s*[/@]?mailfix\b", re.IGNORECASE)
 
@@ -115,11 +147,13 @@ class Item:
     template: str | None = None
     card: dict[str, Any] | None = None
     text: str | None = None
+    slack: dict[str, Any] | None = None  # the Block Kit message Slack would show, if any
+    closed: bool = False  # an intake form superseded by a newer one
 
     def wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key, "rev": self.rev, "kind": self.kind}
         if self.kind == "card":
-            out.update(template=self.template, card=self.card)
+            out.update(template=self.template, card=self.card, slack=self.slack, closed=self.closed)
         else:
             out["text"] = self.text
         return out
@@ -165,9 +199,30 @@ class Session:
     def said(self, text: str) -> Item:
         return self._put(Item(self.new_key("said"), 0, "said", text=text))
 
-    def card(self, key: str, spec: CardSpec) -> Item:
+    def card(self, key: str, spec: CardSpec, *, modal: bool = False) -> Item:
         card = render(spec, Target.ADAPTIVE)
-        return self._put(Item(key, 0, "card", template=spec.template, card=card))
+        slack = _slack_view(spec, modal=modal)
+        return self._put(Item(key, 0, "card", template=spec.template, card=card, slack=slack))
+
+    def close_forms(self) -> None:
+        """Close every intake form still open: a new start supersedes them."""
+        for item in list(self.items.values()):
+            if item.template == "intake" and not item.closed:
+                self._put(
+                    Item(
+                        item.key,
+                        0,
+                        "card",
+                        template=item.template,
+                        card=item.card,
+                        slack=item.slack,
+                        closed=True,
+                    )
+                )
+
+    def is_closed(self, key: str | None) -> bool:
+        item = self.items.get(key) if key else None
+        return item is not None and item.closed
 
     def _put(self, item: Item) -> Item:
         self.rev += 1
@@ -193,6 +248,53 @@ class Session:
         return [event for r, event in self.history if r > rev]
 
 
+def _slack_view(spec: CardSpec, *, modal: bool = False) -> dict[str, Any] | None:
+    """What Slack shows for `spec`: a Block Kit message, or for `modal` (a form the bot opens,
+    e.g. "Details for the helpdesk") the modal view when Slack has one. None for the intake form
+    (a modal with inputs: the console keeps its Teams form) and the home tab."""
+    if spec.template in ("intake", "home"):
+        return None
+    targets = (Target.SLACK_MODAL, Target.SLACK_MESSAGE) if modal else (Target.SLACK_MESSAGE,)
+    for target in targets:
+        try:
+            return render(spec, target)
+        except CardError:
+            continue
+    log.warning("console: no Slack preview for template %r", spec.template)
+    return None
+
+
+def command_address(args: str) -> tuple[str | None, str | None]:
+    """(what to put in the form's address field, what is wrong with it) for command arguments.
+
+    The form's own check decides (`dialogs.intake.check_answers`), so the composer and the form
+    never disagree. Text that is not a valid address is kept exactly as typed, so the person sees
+    what they wrote next to what is wrong with it. "check ana@contoso.com" and
+    "<ana@contoso.com>" find the one address inside.
+    """
+    args = args.strip()
+    if not args:
+        return None, None
+    candidates = [args]
+    words = [w for w in args.split() if "@" in w]
+    if len(words) == 1:
+        candidates.append(words[0])
+    for candidate in list(candidates):
+        inner = candidate.removeprefix("<").removesuffix(">")
+        inner = inner[7:] if inner.lower().startswith("mailto:") else inner
+        if inner != candidate:
+            candidates.append(inner)
+    for candidate in candidates:
+        if _address_problem(candidate) is None:
+            return parse_address(candidate).display, None  # as the form will show it
+    return args, _address_problem(args)
+
+
+def _address_problem(text: str) -> str | None:
+    result = check_answers({ADDRESS: text})
+    return result.get(ADDRESS) if isinstance(result, dict) else None
+
+
 def _event(name: str, data: Any, rev: int) -> bytes:
     return f"id: {rev}\nevent: {name}\ndata: {dumps(data)}\n\n".encode()
 
@@ -216,18 +318,16 @@ class ConsoleBot:
         self.samples = [{"address": a, "title": t} for a, t in samples]
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self.closing = False
-        self._assets = {
-            name: (STATIC / name).read_bytes()
-            for name in ("console.html", "console.js", "console.css", "favicon.svg")
-        }
+        self._page = (STATIC / "console.html").read_bytes()
+        self._assets = {name: (STATIC / name).read_bytes() for name in ASSETS}
 
     def register(self, app: web.Application) -> None:
         add = app.router.add_route
+        add("GET", "/", self.root)
         add("GET", "/console", self.page)
         add("GET", "/console/", self.page)
-        add("GET", "/console/console.js", self.asset)
-        add("GET", "/console/console.css", self.asset)
-        add("GET", "/console/favicon.svg", self.asset)
+        for name in ASSETS:
+            add("GET", f"/console/{name}", self.asset)
         add("GET", "/console/api/info", self.info)
         add("GET", "/console/api/state", self.state)
         add("GET", "/console/api/home", self.home)
@@ -273,9 +373,13 @@ class ConsoleBot:
 
     # --- the page -------------------------------------------------------------------------------
 
+    async def root(self, request: web.Request) -> web.Response:
+        """The demo's address alone leads to the console."""
+        raise web.HTTPFound("/console")
+
     async def page(self, request: web.Request) -> web.Response:
         response = web.Response(
-            body=self._assets["console.html"],
+            body=self._page,
             content_type="text/html",
             charset="utf-8",
             headers={"Content-Security-Policy": PAGE_CSP},
@@ -292,9 +396,13 @@ class ConsoleBot:
         return response
 
     async def asset(self, request: web.Request) -> web.Response:
-        name = request.path.rsplit("/", 1)[1]
-        kind = _ASSET_TYPES[name.rsplit(".", 1)[1]]
-        return web.Response(body=self._assets[name], content_type=kind, charset="utf-8")
+        name = request.path.removeprefix("/console/")
+        return web.Response(
+            body=self._assets[name],
+            content_type=ASSETS[name],
+            charset="utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
 
     async def info(self, request: web.Request) -> web.Response:
         session = self._caller(request)
@@ -328,9 +436,17 @@ class ConsoleBot:
         text = body.get("text", "") if isinstance(body, dict) else None
         if not isinstance(text, str) or len(text) > MAX_TEXT:
             return _error(400, "bad_request", f'Send {{"text": "…"}}, at most {MAX_TEXT} chars.')
-        turn = self._turn(session, TurnKind.START, text=command_text(text))
+        address, problem = command_address(command_text(text))
+        values = {ADDRESS: address} if address is not None else {}
+        turn = self._turn(session, TurnKind.START, text=address or "", values=values)
+        session.close_forms()  # a new start supersedes every form left unfinished
         items = [session.said(text.strip())] if text.strip() else []
-        form = self.runtime.conversation.start(turn)
+        conversation = self.runtime.conversation
+        if address is None:
+            form = conversation.start(turn)
+        else:  # like the form: what was typed, prefilled, and what is wrong with it if anything
+            errors = {ADDRESS: problem} if problem is not None else {}
+            form = conversation.form_again(turn, FormErrors(errors=errors))
         items.append(session.card(session.new_key("form"), form.card))
         return _items(items)
 
@@ -362,6 +478,16 @@ class ConsoleBot:
     ) -> web.Response:
         if message is not None and message not in session.items:
             message = None
+        if session.is_closed(message):
+            return _items(
+                [
+                    self._notice(
+                        session,
+                        "That form was closed when you started a newer check. "
+                        "Use the newest form, or type mailfix to start again.",
+                    )
+                ]
+            )
         turn = self._turn(session, TurnKind.SUBMIT, values=inputs)
         conversation = self.runtime.conversation
         checked = conversation.check_form(turn)
@@ -439,7 +565,7 @@ class ConsoleBot:
         """One reply, one timeline change."""
         match reply:
             case ShowForm(card=card):
-                item = session.card(session.new_key("form"), card)
+                item = session.card(session.new_key("form"), card, modal=True)
             case Post(card=card, key=key):
                 if flow.replace is not None:  # the pressed form becomes this message
                     session.aliases[key] = flow.replace

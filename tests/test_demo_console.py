@@ -9,6 +9,7 @@ would read it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -25,7 +26,18 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.console_adapter import CONSOLE, COOKIE, HEADER, PAGE_CSP, ConsoleBot
+from bot.console_adapter import (
+    ADAPTIVECARDS_VERSION,
+    ASSETS,
+    CONSOLE,
+    COOKIE,
+    HEADER,
+    PAGE_CSP,
+    TRUSTED_TYPES,
+    VENDOR,
+    ConsoleBot,
+    command_address,
+)
 from bot.demo import (
     SAMPLES,
     WorldPool,
@@ -38,6 +50,7 @@ from bot.demo import (
 from bot.server import RUNTIME
 from checks.models import Client
 from checks.registry import CATALOGUE as CHECKS
+from dialogs.intake import check_answers
 from sandbox.catalogue import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,21 +227,75 @@ async def test_page_and_assets_are_served_with_a_strict_policy(tmp_path: Path) -
         assert page.headers["X-Frame-Options"] == "DENY"
         assert page.headers["X-Content-Type-Options"] == "nosniff"
         html = await page.text()
-        # Nothing inline for the policy to allow: scripts and styles come from files only.
-        assert re.findall(r"<script[^>]*>", html) == ['<script src="/console/console.js" defer>']
+        # Nothing inline for the policy to allow: scripts and styles come from files only, the
+        # official renderer first.
+        assert re.findall(r"<script[^>]*>", html) == [
+            f'<script src="/console/{VENDOR[0]}" defer>',
+            '<script src="/console/console.js" defer>',
+        ]
         assert "<style" not in html and " style=" not in html
         assert not re.search(r"\son[a-z]+=", html)
+        # Trusted Types: only the renderer's own pass-through policies may be created.
+        assert csp.endswith("trusted-types " + " ".join(TRUSTED_TYPES))
 
         js = await http.get("/console/console.js")
         assert js.status == 200 and js.content_type == "text/javascript"
         source = await js.text()
-        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        for sink in (".innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
             assert sink not in source, sink
-        assert "new Function" not in source
+        assert "new Function" not in source and "markdownit" not in source
+        # Markdown reaches the renderer only as the serialisation of nodes the page built.
+        assert "AC.AdaptiveCard.onProcessMarkdown = " in source
         css = await http.get("/console/console.css")
         assert css.status == 200 and css.content_type == "text/css"
         icon = await http.get("/console/favicon.svg")
         assert icon.status == 200 and icon.content_type == "image/svg+xml"
+        host = await http.get("/console/hostconfig-teams.json")
+        assert host.status == 200 and (await host.json())["supportsInteractivity"] is True
+        for name in ASSETS:
+            assert (await http.get(f"/console/{name}")).status == 200, name
+        assert (await http.get("/console/vendor/README.md")).status == 404  # only listed files
+        assert (await http.get("/console/../pyproject.toml")).status == 404
+
+
+async def test_the_bare_address_leads_to_the_console(tmp_path: Path) -> None:
+    async with console_server(tmp_path) as (http, _):
+        response = await http.get("/", allow_redirects=False)
+        assert response.status == 302
+        assert response.headers["Location"] == "/console"
+        followed = await http.get("/")
+        assert followed.status == 200 and followed.content_type == "text/html"
+
+
+def test_the_vendored_renderer_is_the_pinned_official_package() -> None:
+    vendor = ROOT / "bot" / "static" / "vendor"
+    readme = (vendor / "README.md").read_text()
+    assert f"adaptivecards-{ADAPTIVECARDS_VERSION}.tgz" in readme
+    for name in VENDOR:
+        digest = hashlib.sha256((ROOT / "bot" / "static" / name).read_bytes()).hexdigest()
+        assert f"{digest}  {Path(name).name}" in readme, name  # unchanged since vendored
+    script = (ROOT / "bot" / "static" / VENDOR[0]).read_text()
+    assert script.startswith("/*! For license information please see adaptivecards.min.js")
+    for license_file in (
+        f"adaptivecards-{ADAPTIVECARDS_VERSION}.LICENSE",
+        f"adaptivecards-{ADAPTIVECARDS_VERSION}.min.js.LICENSE.txt",
+        "swiper-12.1.2.LICENSE",
+    ):
+        assert "MIT" in (vendor / license_file).read_text(), license_file
+    html = (ROOT / "bot" / "static" / "console.html").read_text()
+    assert all(f"/console/{name}" in html for name in VENDOR)
+
+
+def test_the_teams_host_config_is_a_valid_host_config() -> None:
+    import jsonschema
+
+    schema = json.loads((ROOT / "tests" / "schemas" / "adaptive-card-host-config.json").read_text())
+    config = json.loads((ROOT / "bot" / "static" / "hostconfig-teams.json").read_text())
+    root = {**schema, "$ref": "#/definitions/HostConfig"}
+    errors = [e.message for e in jsonschema.Draft7Validator(root).iter_errors(config)]
+    assert errors == []
+    assert config["actions"]["showCard"]["actionMode"] == "inline"
+    assert set(config["containerStyles"]) >= {"default", "emphasis", "good", "attention"}
 
 
 async def test_the_page_gives_a_session_cookie_once(tmp_path: Path) -> None:
@@ -335,6 +402,96 @@ async def test_the_start_echo_and_a_bare_command(tmp_path: Path) -> None:
         assert said["text"] == "/mailfix"
         fields = {i["id"]: i for i in form["card"]["body"] if i["type"].startswith("Input.")}
         assert fields["address"]["value"] == ""  # nothing to prefill
+
+
+def _address_field(card: dict[str, Any]) -> dict[str, Any]:
+    return next(i for i in card["body"] if i.get("id") == "address")
+
+
+def test_command_arguments_are_checked_like_the_form() -> None:
+    assert command_address("") == (None, None)
+    assert command_address("ana@contoso.com") == ("ana@contoso.com", None)
+    assert command_address("check ana@contoso.com please") == ("ana@contoso.com", None)
+    assert command_address("<ana@contoso.com>") == ("ana@contoso.com", None)
+    assert command_address("mailto:ana@contoso.com") == ("ana@contoso.com", None)
+    for typed in (
+        "not-an-address",
+        "<script>alert(1)</script>ana@contoso.com",
+        "ana@contoso.com bo@contoso.com",
+    ):
+        shown, problem = command_address(typed)
+        assert shown == typed  # kept as typed, never cut down to something else
+        expected = check_answers({"address": typed})
+        assert isinstance(expected, dict) and problem == expected["address"]
+
+
+async def test_the_composer_says_what_is_wrong_with_an_address(tmp_path: Path) -> None:
+    hostile = "<script>alert(1)</script>ana@contoso.com"
+    async with console_server(tmp_path) as (http, _):
+        _, started, _ = await post(http, "/console/api/start", {"text": "mailfix not-an-address"})
+        said, form = started["items"]
+        assert said["text"] == "mailfix not-an-address"
+        assert _address_field(form["card"])["value"] == "not-an-address"
+        problem = check_answers({"address": "not-an-address"})
+        assert isinstance(problem, dict)
+        shown = " ".join(texts(form["card"]))
+        assert problem["address"].rstrip(".") in shown.replace("\\", "")
+
+        _, started, raw = await post(http, "/console/api/start", {"text": f"mailfix {hostile}"})
+        form = started["items"][-1]
+        assert _address_field(form["card"])["value"] == hostile  # exactly what was typed
+        assert b"<script" not in raw
+
+        _, started, _ = await post(http, "/console/api/start", {"text": "ana@contoso.com"})
+        form = started["items"][-1]
+        assert _address_field(form["card"])["value"] == "ana@contoso.com"
+        assert "Please correct" not in " ".join(texts(form["card"]))
+
+
+async def test_a_new_start_closes_unfinished_forms(tmp_path: Path) -> None:
+    async with console_server(tmp_path) as (http, _), events(http) as stream:
+        assert (await stream.next())[0] == "snapshot"
+        _, first, _ = await post(http, "/console/api/start", {"text": "mailfix ana@contoso.com"})
+        old = first["items"][-1]
+        assert old["closed"] is False and old["slack"] is None  # Slack shows forms as modals
+        _, second, _ = await post(http, "/console/api/start", {"text": "mailfix"})
+        new = second["items"][-1]
+        # The older form was re-sent closed, before the new one, with the same card.
+        seen = await stream.until("intake")
+        seen += await stream.until("intake")
+        seen += await stream.until("intake")
+        closed = next(i for i in seen if i["key"] == old["key"] and i["rev"] > old["rev"])
+        assert closed["closed"] is True and closed["card"] == old["card"]
+        assert closed["rev"] < new["rev"] and new["closed"] is False
+        state = await (await http.get("/console/api/state")).json()
+        assert [(i["key"], i.get("closed")) for i in state["items"] if i["kind"] == "card"] == [
+            (old["key"], True),
+            (new["key"], False),
+        ]
+        # Submitting the closed form does nothing but say so.
+        inputs = {"address": "ana@contoso.com", "app": "outlook-mac", "symptom": "cannot_connect"}
+        body = {"verb": "mailfix.intake", "data": {}, "inputs": inputs, "message": old["key"]}
+        status, answer, _ = await post(http, "/console/api/execute", body)
+        assert status == 200
+        [notice] = answer["items"]
+        assert notice["template"] == "notice" and "closed" in texts(notice["card"])[0]
+        assert console_items(await (await http.get("/console/api/state")).json(), "progress") == []
+
+
+def console_items(state: dict[str, Any], template: str) -> list[dict[str, Any]]:
+    return [i for i in state["items"] if i.get("template") == template]
+
+
+async def test_results_carry_the_slack_message_for_the_preview(tmp_path: Path) -> None:
+    address = "autodiscover-cname-missing@contoso.com"
+    async with console_server(tmp_path) as (http, _), events(http) as stream:
+        _, seen = await run_story(http, stream, address, "outlook-windows")
+        slack = seen[-1]["slack"]
+        assert slack is not None and slack["blocks"]
+        assert any(b["type"] == "actions" for b in slack["blocks"])
+        header = next(b for b in slack["blocks"] if b["type"] == "header")
+        assert address in header["text"]["text"]
+        assert all(i["slack"] is not None for i in seen)  # progress cards too
 
 
 # --- hostile input -----------------------------------------------------------------------------

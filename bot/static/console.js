@@ -1,31 +1,34 @@
-/* mailfix local console: a small Adaptive Card renderer, and the page that talks to the bot.
+/* mailfix local console: the page that talks to the bot, drawing its replies as Teams and Slack would.
  *
- * The renderer draws exactly what cards/templates/adaptive/*.json.j2 produce: TextBlock (with
- * the markdown subset Teams shows: **bold**, _italic_, backslash escapes, "- " and "1. " lists,
- * line breaks), RichTextBlock, Container, ColumnSet/Column, FactSet, ActionSet, Input.Text,
- * Input.ChoiceSet (compact), Action.Execute / Action.Submit, Action.ToggleVisibility, isVisible,
- * separator and spacing. Anything else falls back to its `fallback` or is left out.
+ * Teams view: every card is drawn by Microsoft's official Adaptive Cards renderer (the npm package
+ * `adaptivecards`, vendored under /console/vendor/, see vendor/README.md) with a Teams-like host
+ * config (/console/hostconfig-teams.json). Action.Execute and Action.Submit go to the bot,
+ * Action.ToggleVisibility and Action.ShowCard are the renderer's own.
+ * Slack view: the same replies as the Block Kit messages Slack would get, drawn by the small
+ * Block Kit preview below (sections, fields, context, header, divider, actions, rich text, mrkdwn).
  *
- * Cards carry text typed by people and answered by servers. Every string reaches the page
- * through textContent, attributes set one by one, or a form control's value: never as markup
- * (the page's Content-Security-Policy also requires Trusted Types, so an HTML sink would throw).
- * Links in card markdown are shown as the text they are, not followed.
+ * Cards carry text typed by people and answered by servers. Every string reaches the page as a
+ * text node, through textContent, or as a form control's value. The one place the renderer
+ * accepts HTML is markdown: `onProcessMarkdown` below builds the Teams markdown subset as DOM
+ * nodes (createElement + text nodes) and gives the renderer that DOM serialised by `serialize`,
+ * which knows six tags and escapes all text. Links are shown as the text they are, never followed.
+ * The page's Content-Security-Policy requires Trusted Types, so any other HTML sink would throw.
  */
 'use strict';
 
-const AC = (() => {
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+// --- Adaptive Card markdown (what Teams shows: **bold**, _italic_, escapes, lists) -----------------
+
+const Markdown = (() => {
   const ASCII_PUNCTUATION = /[!-/:-@[-`{-~]/;
   const WORD = /[\p{L}\p{N}]/u;
-  let uid = 0;
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
-  // --- markdown subset ---------------------------------------------------------------------
+  const TAGS = new Set(['p', 'strong', 'em', 'ul', 'ol', 'li']);
 
   function tokenize(text) {
     const tokens = [];
@@ -53,13 +56,8 @@ const AC = (() => {
     return tokens;
   }
 
-  function canOpen(t) {
-    return !/\s/.test(t.after) && !(t.mark === '_' && WORD.test(t.before));
-  }
-
-  function canClose(t) {
-    return !/\s/.test(t.before) && !(t.mark === '_' && WORD.test(t.after));
-  }
+  const canOpen = (t) => !/\s/.test(t.after) && !(t.mark === '_' && WORD.test(t.before));
+  const canClose = (t) => !/\s/.test(t.before) && !(t.mark === '_' && WORD.test(t.after));
 
   function inline(parent, text) {
     const tokens = tokenize(text);
@@ -85,7 +83,8 @@ const AC = (() => {
     });
   }
 
-  function markdown(parent, text) {
+  /** Markdown `text` as DOM nodes appended to `parent` (p, ul/ol/li, strong, em, text). */
+  function build(parent, text) {
     let list = null;
     String(text).split(/\r?\n/).forEach((line) => {
       const bullet = /^\s*[-*+]\s+(.*)$/.exec(line);
@@ -108,280 +107,364 @@ const AC = (() => {
       inline(p, line);
       parent.append(p);
     });
+    return parent;
   }
 
-  // --- elements ------------------------------------------------------------------------------
+  const escapeText = (s) =>
+    s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\u00a0/g, '&nbsp;');
 
-  const lower = (value) => String(value || '').toLowerCase();
-
-  function common(node, spec, ctx) {
-    if (typeof spec.id === 'string' && spec.id) ctx.ids.set(spec.id, node);
-    if (spec.isVisible === false) node.hidden = true;
-    if (spec.separator === true) node.classList.add('sep');
-    if (spec.spacing) node.classList.add('sp-' + lower(spec.spacing).replace(/[^a-z]/g, ''));
-    return node;
+  /** The HTML of a node `build` made: six known tags, text always escaped, else an error. */
+  function serialize(node) {
+    if (node.nodeType === Node.TEXT_NODE) return escapeText(node.data);
+    const tag = node.nodeType === Node.ELEMENT_NODE ? node.tagName.toLowerCase() : '';
+    if (!TAGS.has(tag)) throw new Error(`markdown made an unexpected <${tag}>`);
+    const start = tag === 'ol' && node.start !== 1 ? ` start="${Math.trunc(Number(node.start))}"` : '';
+    return `<${tag}${start}>${[...node.childNodes].map(serialize).join('')}</${tag}>`;
   }
 
-  function textBlock(spec) {
-    const node = el('div', 'ac-text');
-    if (spec.wrap !== true) node.classList.add('nowrap');
-    if (spec.size && lower(spec.size) !== 'default') node.classList.add('size-' + lower(spec.size));
-    if (spec.weight && lower(spec.weight) !== 'default') node.classList.add('weight-' + lower(spec.weight));
-    if (spec.color && lower(spec.color) !== 'default') node.classList.add('color-' + lower(spec.color));
-    if (spec.isSubtle === true) node.classList.add('subtle');
-    if (spec.horizontalAlignment) node.classList.add('align-' + lower(spec.horizontalAlignment));
-    markdown(node, spec.text === undefined ? '' : spec.text);
-    return node;
+  function toHtml(text) {
+    const box = build(document.createElement('div'), text);
+    return [...box.childNodes].map(serialize).join('');
   }
 
-  function richTextBlock(spec) {
-    const node = el('p', 'ac-text');
-    (Array.isArray(spec.inlines) ? spec.inlines : []).forEach((run) => {
-      const text = typeof run === 'string' ? run : run && run.text;
-      if (typeof text !== 'string') return;
-      const span = el('span', null, text);
-      if (run.weight && lower(run.weight) === 'bolder') span.classList.add('weight-bolder');
-      if (run.italic === true) span.style.fontStyle = 'italic';
-      if (run.strikethrough === true) span.style.textDecoration = 'line-through';
-      if (run.isSubtle === true) span.classList.add('subtle');
-      node.append(span);
+  return { build, toHtml };
+})();
+
+// --- Teams: the official Adaptive Cards renderer -----------------------------------------------
+
+const Teams = (() => {
+  const AC = window.AdaptiveCards;
+  let hostConfig = null;
+
+  function setup(json) {
+    if (!AC) throw new Error('the Adaptive Cards renderer did not load');
+    AC.GlobalSettings.allowMarkForTextHighlighting = false;
+    AC.AdaptiveCard.onProcessMarkdown = (text, result) => {
+      result.outputHtml = Markdown.toHtml(text);
+      result.didProcess = true;
+    };
+    hostConfig = new AC.HostConfig(json);
+  }
+
+  function hideLabel(title) {
+    // "Show trace (3 steps)" -> "Hide trace"; other titles keep their words.
+    if (!/^show\b/i.test(title)) return title;
+    return title.replace(/^show\b/i, 'Hide').replace(/\s*\([^()]*\)\s*$/, '');
+  }
+
+  function afterToggle(action) {
+    const button = action.renderedElement;
+    const root = action.parent && action.parent.getRootElement();
+    if (!button || !root) return;
+    if (button.dataset.title === undefined) button.dataset.title = action.title || '';
+    const shown = Object.keys(action.targetElements || {}).some((id) => {
+      const target = root.getElementById(id);
+      return Boolean(target && target.isVisible);
     });
-    return node;
-  }
-
-  function container(spec, ctx) {
-    const node = el('div', 'ac-container');
-    if (spec.style && lower(spec.style) !== 'default') node.classList.add('style-' + lower(spec.style));
-    items(node, spec.items, ctx);
-    return node;
-  }
-
-  function columnSet(spec, ctx) {
-    const node = el('div', 'ac-columns');
-    (Array.isArray(spec.columns) ? spec.columns : []).forEach((col) => {
-      if (!col || typeof col !== 'object') return;
-      const column = common(el('div', 'ac-column'), col, ctx);
-      const width = col.width;
-      if (typeof width === 'number' || /^\d+$/.test(String(width))) column.style.flex = `${Number(width)} 1 0`;
-      else if (/^\d+px$/.test(String(width))) column.style.flex = `0 0 ${width}`;
-      else if (lower(width) === 'auto') column.style.flex = '0 0 auto';
-      else column.style.flex = '1 1 0';
-      items(column, col.items, ctx);
-      node.append(column);
-    });
-    return node;
-  }
-
-  function factSet(spec) {
-    const node = el('dl', 'ac-facts');
-    (Array.isArray(spec.facts) ? spec.facts : []).forEach((fact) => {
-      if (!fact || typeof fact !== 'object') return;
-      const dt = el('dt');
-      inline(dt, String(fact.title ?? ''));
-      const dd = el('dd');
-      inline(dd, String(fact.value ?? ''));
-      node.append(dt, dd);
-    });
-    return node;
-  }
-
-  function input(spec, ctx) {
-    const node = el('div', 'ac-input');
-    const id = `ac-input-${++uid}`;
-    if (spec.label) {
-      const label = el('label', null, spec.label);
-      label.htmlFor = id;
-      if (spec.isRequired === true) label.append(el('span', 'required', ' *'));
-      node.append(label);
-    }
-    let control;
-    if (spec.type === 'Input.ChoiceSet') {
-      control = el('select');
-      const hasValue = typeof spec.value === 'string' && spec.value !== '';
-      if (!hasValue || spec.isRequired !== true) {
-        const none = el('option', null, spec.placeholder || 'Choose…');
-        none.value = '';
-        control.append(none);
-      }
-      (Array.isArray(spec.choices) ? spec.choices : []).forEach((choice) => {
-        if (!choice || typeof choice !== 'object') return;
-        const option = el('option', null, choice.title ?? choice.value);
-        option.value = String(choice.value ?? '');
-        control.append(option);
-      });
-      control.value = hasValue ? spec.value : '';
-    } else {
-      control = el(spec.isMultiline === true ? 'textarea' : 'input');
-      if (control.tagName === 'INPUT') {
-        const kinds = { email: 'email', tel: 'tel', url: 'url' };
-        control.type = kinds[lower(spec.style)] || 'text';
-      }
-      if (spec.placeholder) control.placeholder = String(spec.placeholder);
-      if (Number.isInteger(spec.maxLength) && spec.maxLength > 0) control.maxLength = spec.maxLength;
-      control.value = typeof spec.value === 'string' ? spec.value : '';
-    }
-    control.id = id;
-    control.name = String(spec.id || id);
-    if (spec.isRequired === true) control.setAttribute('aria-required', 'true');
-    const problem = el('div', 'problem');
-    problem.hidden = true;
-    problem.setAttribute('role', 'alert');
-    node.append(control, problem);
-    if (typeof spec.id === 'string' && spec.id) ctx.inputs.push({ spec, control, problem, node });
-    return node;
-  }
-
-  function actionSet(spec, ctx) {
-    return actionRow(spec.actions, ctx);
-  }
-
-  const ELEMENTS = {
-    TextBlock: textBlock,
-    RichTextBlock: richTextBlock,
-    Container: container,
-    ColumnSet: columnSet,
-    FactSet: factSet,
-    ActionSet: actionSet,
-    'Input.Text': input,
-    'Input.ChoiceSet': input,
-  };
-
-  function element(spec, ctx) {
-    if (!spec || typeof spec !== 'object') return null;
-    const draw = ELEMENTS[spec.type];
-    if (draw) return common(draw(spec, ctx), spec, ctx);
-    if (spec.fallback && typeof spec.fallback === 'object') return element(spec.fallback, ctx);
-    return null; // unknown, no fallback: left out, as Adaptive Card hosts do
-  }
-
-  function items(parent, list, ctx) {
-    (Array.isArray(list) ? list : []).forEach((spec) => {
-      const node = element(spec, ctx);
-      if (node) parent.append(node);
-    });
-  }
-
-  // --- actions -------------------------------------------------------------------------------
-
-  function toggle(action, ctx, button) {
-    const targets = Array.isArray(action.targetElements) ? action.targetElements : [];
-    let shown = false;
-    targets.forEach((target) => {
-      const id = typeof target === 'string' ? target : target && target.elementId;
-      const node = ctx.ids.get(id);
-      if (!node) return;
-      node.hidden = target && typeof target.isVisible === 'boolean' ? !target.isVisible : !node.hidden;
-      shown = shown || !node.hidden;
-    });
+    const label = shown ? hideLabel(button.dataset.title) : button.dataset.title;
+    const walker = document.createTreeWalker(button, NodeFilter.SHOW_TEXT);
+    let textNode = null;
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) if (n.data.trim()) textNode = n;
+    if (textNode) textNode.data = label;
+    else button.textContent = label;
+    if (button.hasAttribute('aria-label')) button.setAttribute('aria-label', label);
+    if (button.title) button.title = label;
     button.setAttribute('aria-expanded', String(shown));
   }
 
-  function actionButton(action, ctx) {
-    if (!action || typeof action !== 'object') return null;
-    const button = el('button', null, action.title || 'OK');
-    button.type = 'button';
-    if (action.style === 'positive' || action.style === 'destructive') button.classList.add(action.style);
-    if (action.type === 'Action.Execute' || action.type === 'Action.Submit') {
-      if (ctx.buttons.length > 0) button.classList.add('secondary');
-      button.addEventListener('click', () => ctx.onAction(action, ctx));
-      ctx.buttons.push(button);
-      return button;
-    }
-    if (action.type === 'Action.ToggleVisibility') {
-      button.classList.add('toggle');
-      button.setAttribute('aria-expanded', 'false');
-      button.addEventListener('click', () => toggle(action, ctx, button));
-      return button;
-    }
-    if (action.fallback && typeof action.fallback === 'object') return actionButton(action.fallback, ctx);
-    return null;
-  }
-
-  function actionRow(actions, ctx) {
-    const row = el('div', 'ac-actions');
-    (Array.isArray(actions) ? actions : []).forEach((action) => {
-      const button = actionButton(action, ctx);
-      if (button) row.append(button);
-    });
-    return row;
-  }
-
-  // --- the card ------------------------------------------------------------------------------
-
-  function validate(ctx) {
-    const values = {};
-    let first = null;
-    ctx.inputs.forEach(({ spec, control, problem, node }) => {
-      if (node.closest('[hidden]')) return;
-      const value = control.value;
-      let bad = spec.isRequired === true && !value.trim();
-      if (!bad && value && typeof spec.regex === 'string') {
-        try {
-          bad = !new RegExp(spec.regex, 'u').test(value);
-        } catch (err) {
-          bad = false; // a pattern this browser cannot compile: the server checks anyway
-        }
+  /** Draw `json`; `onAction(action, card)` gets Action.Execute / Action.Submit presses. */
+  function render(json, onAction) {
+    const card = new AC.AdaptiveCard();
+    card.hostConfig = hostConfig;
+    card.onExecuteAction = (action) => {
+      const type = action.getJsonTypeName();
+      if (type === 'Action.ToggleVisibility') {
+        queueMicrotask(() => afterToggle(action)); // the renderer toggles right after this
+      } else if (type === 'Action.Execute' || type === 'Action.Submit') {
+        onAction(action, card);
       }
-      problem.hidden = !bad;
-      problem.textContent = bad ? spec.errorMessage || 'Please fill this in.' : '';
-      control.setAttribute('aria-invalid', String(bad));
-      if (bad && !first) first = control;
-      values[spec.id] = value;
-    });
-    if (first) {
-      first.focus();
-      return null;
+    };
+    const context = new AC.SerializationContext();
+    card.parse(json, context);
+    for (let i = 0; i < context.eventCount; i++) {
+      const event = context.getEventAt(i);
+      console.warn('adaptive card:', event.message); // eslint-disable-line no-console
     }
+    const node = card.render();
+    if (!node) return { node: el('div', 'ac-unknown', (json && json.fallbackText) || 'This card cannot be shown.'), card };
+    return { node, card };
+  }
+
+  function inputs(card) {
+    const values = {};
+    card.getAllInputs().forEach((input) => {
+      if (input.id) values[input.id] = input.value === undefined || input.value === null ? '' : String(input.value);
+    });
     return values;
   }
 
-  function render(card, onAction) {
-    const root = el('div', 'ac-card');
-    const ctx = {
-      ids: new Map(),
-      inputs: [],
-      buttons: [],
-      root,
-      onAction: (action, c) => onAction(action, c),
-      collect: () => validate(ctx),
-      busy: (on) => ctx.buttons.forEach((b) => { b.disabled = on; }),
-      problem: (text) => {
-        let node = root.querySelector(':scope > .problem.card-problem');
-        if (!node) {
-          node = el('div', 'problem card-problem');
-          node.setAttribute('role', 'alert');
-          root.append(node);
-        }
-        node.textContent = text;
-      },
-    };
-    if (!card || card.type !== 'AdaptiveCard') {
-      root.append(el('div', 'ac-unknown', (card && card.fallbackText) || 'This card cannot be shown.'));
-      return { node: root, ctx };
-    }
-    items(root, card.body, ctx);
-    if (Array.isArray(card.actions) && card.actions.length) root.append(actionRow(card.actions, ctx));
-    return { node: root, ctx };
-  }
-
-  return { render, markdown };
+  return { setup, render, inputs };
 })();
 
-const Console = (() => {
+// --- Slack: a Block Kit preview ----------------------------------------------------------------
+
+const BlockKit = (() => {
+  const ZWSP = '\u200b';
+  const WORD = /[\p{L}\p{N}]/u;
+  const EMPHASIS = { '*': 'strong', _: 'em', '~': 's' };
+
+  const decode = (s) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+
+  function opens(text, i) {
+    const before = text[i - 1];
+    const after = text[i + 1];
+    if (after === undefined || /\s/.test(after) || after === ZWSP || after === text[i]) return false;
+    return before === undefined || (!WORD.test(before) && before !== ZWSP);
+  }
+
+  function closer(text, i) {
+    for (let j = i + 2; j < text.length; j++) {
+      if (text[j] === '\n') return -1;
+      if (text[j] !== text[i]) continue;
+      const before = text[j - 1];
+      const after = text[j + 1];
+      if (/\s/.test(before) || before === ZWSP) continue;
+      if (after !== undefined && (WORD.test(after) || after === ZWSP)) continue;
+      return j;
+    }
+    return -1;
+  }
+
+  function link(inner) {
+    // <https://x|label>, <mailto:a@b|a@b>, <@U123>, <#C123|name>, <!here>: shown, never followed.
+    const [target, label] = inner.split('|', 2);
+    if (target.startsWith('@')) return el('span', 'bk-mention', '@' + (label || target.slice(1)));
+    if (target.startsWith('#')) return el('span', 'bk-mention', '#' + (label || target.slice(1)));
+    if (target.startsWith('!')) return el('span', 'bk-mention', '@' + (label || target.slice(1).split('^')[0]));
+    const node = el('span', 'bk-link', decode(label || target));
+    node.title = decode(target);
+    return node;
+  }
+
+  function inline(parent, text) {
+    let buf = '';
+    const flush = () => {
+      if (buf) parent.append(document.createTextNode(decode(buf)));
+      buf = '';
+    };
+    for (let i = 0; i < text.length; i++) {
+      const ch = text[i];
+      if (ch === '`') {
+        const end = text.indexOf('`', i + 1);
+        if (end > i + 1) {
+          flush();
+          parent.append(el('code', 'bk-code', decode(text.slice(i + 1, end))));
+          i = end;
+          continue;
+        }
+      } else if (ch === '<') {
+        const end = text.indexOf('>', i + 1);
+        if (end > i + 1) {
+          flush();
+          parent.append(link(text.slice(i + 1, end)));
+          i = end;
+          continue;
+        }
+      } else if (EMPHASIS[ch] && opens(text, i)) {
+        const end = closer(text, i);
+        if (end > 0) {
+          flush();
+          const node = el(EMPHASIS[ch]);
+          inline(node, text.slice(i + 1, end));
+          parent.append(node);
+          i = end;
+          continue;
+        }
+      }
+      buf += ch;
+    }
+    flush();
+  }
+
+  /** Slack mrkdwn as DOM: ```pre```, then lines (> quotes), then inline marks. */
+  function mrkdwn(parent, text) {
+    String(text).split(/```/).forEach((part, n) => {
+      if (n % 2 === 1) {
+        parent.append(el('pre', 'bk-pre', decode(part.replace(/^\n/, ''))));
+        return;
+      }
+      part.split('\n').forEach((line, k, lines) => {
+        const quote = /^(?:&gt;|>) ?(.*)$/.exec(line);
+        if (quote) {
+          const q = el('span', 'bk-quote');
+          inline(q, quote[1]);
+          parent.append(q);
+        } else {
+          inline(parent, line);
+          if (k < lines.length - 1) parent.append(el('br'));
+        }
+      });
+    });
+    return parent;
+  }
+
+  function textObject(obj, className) {
+    const node = el('div', className);
+    if (!obj || typeof obj !== 'object') return node;
+    if (obj.type === 'mrkdwn') mrkdwn(node, String(obj.text ?? ''));
+    else node.textContent = String(obj.text ?? '');
+    return node;
+  }
+
+  function button(element, onButton) {
+    const node = el('button', 'bk-button', (element.text && element.text.text) || '');
+    node.type = 'button';
+    if (element.style === 'primary' || element.style === 'danger') node.classList.add(element.style);
+    node.addEventListener('click', () => onButton(element, node));
+    return node;
+  }
+
+  function interactive(element, onButton) {
+    if (!element || typeof element !== 'object') return null;
+    if (element.type === 'button') return button(element, onButton);
+    if (element.type === 'image') return el('span', 'bk-image', element.alt_text || 'image');
+    const label = (element.placeholder && element.placeholder.text) || element.type;
+    const node = el('button', 'bk-button bk-other', label);
+    node.type = 'button';
+    node.disabled = true;
+    node.title = 'Not shown in this preview';
+    return node;
+  }
+
+  function richText(block) {
+    const node = el('div', 'bk-text');
+    const runs = (parent, elements) => (Array.isArray(elements) ? elements : []).forEach((r) => {
+      if (!r || typeof r !== 'object') return;
+      let text = r.text;
+      if (r.type === 'link') text = r.text || r.url;
+      else if (r.type === 'emoji') text = `:${r.name}:`;
+      else if (r.type === 'user') text = `@${r.user_id}`;
+      else if (r.type === 'channel') text = `#${r.channel_id}`;
+      if (typeof text !== 'string') return;
+      const s = r.style || {};
+      let span = el(s.code ? 'code' : 'span', s.code ? 'bk-code' : null, text);
+      if (s.bold) span = wrap('strong', span);
+      if (s.italic) span = wrap('em', span);
+      if (s.strike) span = wrap('s', span);
+      parent.append(span);
+    });
+    const wrap = (tag, child) => {
+      const outer = el(tag);
+      outer.append(child);
+      return outer;
+    };
+    (Array.isArray(block.elements) ? block.elements : []).forEach((part) => {
+      if (!part || typeof part !== 'object') return;
+      if (part.type === 'rich_text_list') {
+        const list = el(part.style === 'ordered' ? 'ol' : 'ul');
+        (part.elements || []).forEach((item) => {
+          const li = el('li');
+          runs(li, item && item.elements);
+          list.append(li);
+        });
+        node.append(list);
+      } else {
+        const tag = { rich_text_preformatted: 'pre', rich_text_quote: 'blockquote' }[part.type] || 'div';
+        const box = el(tag, tag === 'pre' ? 'bk-pre' : tag === 'blockquote' ? 'bk-quote' : null);
+        runs(box, part.elements);
+        node.append(box);
+      }
+    });
+    return node;
+  }
+
+  function block(spec, onButton) {
+    if (!spec || typeof spec !== 'object') return null;
+    switch (spec.type) {
+      case 'header':
+        return textObject(spec.text, 'bk-header');
+      case 'divider':
+        return el('hr', 'bk-divider');
+      case 'section': {
+        const node = el('div', 'bk-section');
+        const main = el('div', 'bk-main');
+        if (spec.text) main.append(textObject(spec.text, 'bk-text'));
+        if (Array.isArray(spec.fields) && spec.fields.length) {
+          const fields = el('div', 'bk-fields');
+          spec.fields.forEach((f) => fields.append(textObject(f, 'bk-text')));
+          main.append(fields);
+        }
+        node.append(main);
+        const accessory = interactive(spec.accessory, onButton);
+        if (accessory) {
+          const side = el('div', 'bk-accessory');
+          side.append(accessory);
+          node.append(side);
+        }
+        return node;
+      }
+      case 'context': {
+        const node = el('div', 'bk-context');
+        (Array.isArray(spec.elements) ? spec.elements : []).forEach((e) => {
+          if (e && e.type === 'image') node.append(el('span', 'bk-image', e.alt_text || ''));
+          else node.append(textObject(e, 'bk-context-text'));
+        });
+        return node;
+      }
+      case 'actions': {
+        const node = el('div', 'bk-actions');
+        (Array.isArray(spec.elements) ? spec.elements : []).forEach((e) => {
+          const control = interactive(e, onButton);
+          if (control) node.append(control);
+        });
+        return node;
+      }
+      case 'rich_text':
+        return richText(spec);
+      case 'image':
+        return el('div', 'bk-image', spec.alt_text || 'image');
+      default:
+        return el('div', 'bk-unknown', 'This content can’t be displayed.');
+    }
+  }
+
+  /** A Slack message (`{text, blocks}`) or modal view (`{type: "modal", title, blocks}`) as Slack
+   * draws it; `onButton(element, node)` on button clicks. */
+  function render(payload, onButton) {
+    const modal = Boolean(payload && payload.type === 'modal');
+    const node = el('div', modal ? 'bk-message bk-modal' : 'bk-message');
+    const head = el('div', 'bk-head');
+    if (modal) {
+      head.append(el('span', 'bk-modal-title', (payload.title && payload.title.text) || 'mailfix'));
+      head.append(el('span', 'bk-modal-note', 'opens as a pop-up window in Slack'));
+    } else {
+      head.append(el('span', 'bk-name', 'mailfix'), el('span', 'bk-app', 'APP'));
+    }
+    node.append(head);
+    const blocks = payload && Array.isArray(payload.blocks) ? payload.blocks : [];
+    if (!blocks.length) node.append(textObject({ type: 'mrkdwn', text: (payload && payload.text) || '' }, 'bk-text'));
+    blocks.forEach((spec) => {
+      const drawn = block(spec, onButton);
+      if (drawn) node.append(drawn);
+    });
+    return node;
+  }
+
+  return { render, mrkdwn };
+})();
+
+// --- the page ------------------------------------------------------------------------------------
+
+const Page = (() => {
   const API = '/console/api/';
   const timeline = document.getElementById('timeline');
   const statusLine = document.getElementById('status');
   const composer = document.getElementById('composer');
   const say = document.getElementById('say');
-  const shown = new Map(); // item key -> { rev, node }
+  const views = [...document.querySelectorAll('[data-view]')];
+  const shown = new Map(); // item key -> { item, node }
+  let view = 'teams';
   let homeTimer = null;
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = String(text);
-    return node;
-  }
 
   async function call(method, path, body) {
     const init = { method, credentials: 'same-origin', headers: { 'X-Mailfix-Console': '1' } };
@@ -409,6 +492,60 @@ const Console = (() => {
     return window.innerHeight + window.scrollY >= document.body.scrollHeight - 160;
   }
 
+  function problem(host, text) {
+    let node = host.querySelector(':scope > .card-problem');
+    if (!node) {
+      node = el('div', 'problem card-problem');
+      node.setAttribute('role', 'alert');
+      host.append(node);
+    }
+    node.textContent = text;
+  }
+
+  function setBusy(host, on) {
+    host.querySelectorAll('button').forEach((b) => {
+      b.disabled = on;
+    });
+    host.setAttribute('aria-busy', String(on));
+  }
+
+  async function send(host, body) {
+    setBusy(host, true);
+    try {
+      const answer = await call('POST', 'execute', body);
+      (answer.items || []).forEach(upsert);
+    } catch (err) {
+      problem(host, `Could not send that: ${err.message}`);
+    } finally {
+      if (host.isConnected) setBusy(host, false);
+    }
+  }
+
+  function teamsCard(item, host) {
+    const { node } = Teams.render(item.card, (action, card) => {
+      if (item.closed) return;
+      const data = action.data && typeof action.data === 'object' ? { ...action.data } : {};
+      const verb = action.getJsonTypeName() === 'Action.Execute' ? action.verb : data.verb;
+      send(host, { verb, data, inputs: Teams.inputs(card), message: item.key });
+    });
+    return node;
+  }
+
+  function slackMessage(item, host) {
+    return BlockKit.render(item.slack, (element) => {
+      const data = element.value ? { diagnosis_id: String(element.value) } : {};
+      send(host, { verb: element.action_id, data, inputs: {}, message: item.key });
+    });
+  }
+
+  function close(host) {
+    host.classList.add('closed');
+    host.querySelectorAll('input, select, textarea, button').forEach((c) => {
+      c.disabled = true;
+    });
+    host.prepend(el('div', 'closed-note', 'Closed: you started a newer check. Use the newest form.'));
+  }
+
   function draw(item) {
     if (item.kind === 'said') {
       const row = el('div', 'row me');
@@ -416,11 +553,20 @@ const Console = (() => {
       return row;
     }
     const row = el('div', 'row bot');
-    if (item.template === 'notice') row.classList.add('notice');
     row.dataset.template = String(item.template || '');
+    if (item.template === 'notice') row.classList.add('notice');
     const host = el('div', 'card-host');
-    const { node } = AC.render(item.card, (action, ctx) => execute(item.key, action, ctx));
-    host.append(node);
+    const slack = view === 'slack' && item.slack;
+    row.classList.add(slack ? 'slack' : 'teams');
+    if (slack) {
+      host.append(slackMessage(item, host));
+    } else {
+      if (view === 'slack' && item.template === 'intake') {
+        host.append(el('div', 'view-note', 'In Slack this form opens as a pop-up window (a modal).'));
+      }
+      host.append(teamsCard(item, host));
+    }
+    if (item.closed) close(host);
     row.append(el('div', 'avatar', '✉'), host);
     return row;
   }
@@ -428,40 +574,32 @@ const Console = (() => {
   function upsert(item) {
     if (!item || typeof item.key !== 'string') return;
     const known = shown.get(item.key);
-    if (known && known.rev >= item.rev) return; // an older view of a card already replaced
+    if (known && known.item.rev >= item.rev) return; // an older view of a card already replaced
     const follow = nearBottom();
     const node = draw(item);
     if (known) known.node.replaceWith(node);
     else timeline.append(node);
-    shown.set(item.key, { rev: item.rev, node });
+    shown.set(item.key, { item, node });
     if (!known || follow) node.scrollIntoView({ block: 'end', behavior: 'smooth' });
-    if (!known && item.template === 'intake') {
+    if (!known && item.template === 'intake' && !item.closed) {
       const blank = [...node.querySelectorAll('input, select, textarea')].find((c) => !c.value);
       if (blank) blank.focus({ preventScroll: true });
     }
     if (['results', 'error', 'escalation'].includes(item.template)) refreshHomeSoon();
   }
 
+  function redraw() {
+    shown.forEach((entry) => {
+      const node = draw(entry.item);
+      entry.node.replaceWith(node);
+      entry.node = node;
+    });
+  }
+
   function reset(items) {
     shown.forEach(({ node }) => node.remove());
     shown.clear();
     (items || []).forEach(upsert);
-  }
-
-  async function execute(key, action, ctx) {
-    const values = ctx.collect();
-    if (values === null) return;
-    const data = action.data && typeof action.data === 'object' ? action.data : {};
-    const verb = action.type === 'Action.Submit' ? data.verb : action.verb;
-    ctx.busy(true);
-    try {
-      const answer = await call('POST', 'execute', { verb, data, inputs: values, message: key });
-      (answer.items || []).forEach(upsert);
-    } catch (err) {
-      ctx.problem(`Could not send that: ${err.message}`);
-    } finally {
-      ctx.busy(false);
-    }
   }
 
   async function start(text) {
@@ -477,7 +615,7 @@ const Console = (() => {
     try {
       const answer = await call('GET', 'home');
       const home = document.getElementById('home');
-      home.replaceChildren(AC.render(answer.card, () => {}).node);
+      home.replaceChildren(Teams.render(answer.card, () => {}).node);
     } catch (err) {
       /* the sidebar is a nicety; the timeline says what matters */
     }
@@ -506,6 +644,18 @@ const Console = (() => {
     }
   }
 
+  function setView(name) {
+    view = name === 'slack' ? 'slack' : 'teams';
+    views.forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.view === view)));
+    document.body.dataset.view = view;
+    try {
+      localStorage.setItem('mailfix.view', view);
+    } catch (err) {
+      /* private mode: the choice lasts until reload */
+    }
+    redraw();
+  }
+
   function listen() {
     const events = new EventSource(API + 'events');
     events.addEventListener('open', () => setStatus('live', 'live'));
@@ -514,16 +664,34 @@ const Console = (() => {
     events.addEventListener('item', (e) => upsert(JSON.parse(e.data)));
   }
 
-  composer.addEventListener('submit', (e) => {
-    e.preventDefault();
-    const text = say.value.trim() || 'mailfix';
-    say.value = '';
-    start(text);
-  });
+  async function boot() {
+    try {
+      const response = await fetch('/console/hostconfig-teams.json', { credentials: 'same-origin' });
+      Teams.setup(await response.json());
+    } catch (err) {
+      setStatus('down', `cannot draw cards: ${err.message}`);
+      return;
+    }
+    composer.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const text = say.value.trim() || 'mailfix';
+      say.value = '';
+      start(text);
+    });
+    views.forEach((b) => b.addEventListener('click', () => setView(b.dataset.view)));
+    let saved = null;
+    try {
+      saved = localStorage.getItem('mailfix.view');
+    } catch (err) {
+      saved = null;
+    }
+    setView(saved || 'teams');
+    listen();
+    showSamples();
+    refreshHome();
+    say.focus();
+  }
 
-  listen();
-  showSamples();
-  refreshHome();
-  say.focus();
+  boot();
   return { start };
 })();

@@ -129,12 +129,13 @@ async def _recipient_properties(
             if user_props:
                 rows = await client.exo("Get-User", {"Identity": identity})
                 row = rows[0] if rows else {}
-                out.update({p: _text(row.get(p)) for p in user_props})
+                # A property Exchange did not return stays unknown (not empty).
+                out.update({p: _text(row[p]) for p in user_props if p in row})
             custom = [p for p in wanted if p.startswith("CustomAttribute")]
             if custom:
                 rows = await client.exo("Get-Mailbox", {"Identity": identity})
                 row = rows[0] if rows else {}
-                out.update({p: _text(row.get(p)) for p in custom})
+                out.update({p: _text(row[p]) for p in custom if p in row})
             return out
         except TenantError:
             return None  # the filter is then "not evaluated", and the finding says so
@@ -304,24 +305,28 @@ async def _client_access_rules(ctx: CheckContext) -> Finding:
             next_steps=admin_steps,
         )
     names = [f"“{r.label}”" for r in enabled]
-    covered = _join(sorted({p for _, p, _ in judged}))
+    covered = _join(list(dict.fromkeys(p for _, p, _ in judged)))
+    who = _join(list(dict.fromkeys(a.label for a, _, _ in judged)))
+    allowing = [v.rule for _, _, v in judged if v.rule is not None and not v.rule.denies]
     if not judged:
         summary = (
-            f"Client Access Rules do not cover {uncovered[0].label.split(' app')[0]} "
-            "(they apply to IMAP, POP, ActiveSync, Outlook and the web, not to SMTP)."
+            f"Client Access Rules do not cover {uncovered[0].label} (they apply to IMAP, POP, "
+            "ActiveSync, Outlook and the web, not to SMTP)."
         )
-    elif any(v.rule is not None and not v.rule.denies for _, _, v in judged):
-        allow = next(v.rule for _, _, v in judged if v.rule is not None)
+    elif allowing:
         summary = (
-            f"The Client Access Rule “{allow.label}” allows this app ({covered}); "
-            "no rule denies it."
+            f"The Client Access Rule “{allowing[0].label}” (priority {allowing[0].priority}) "
+            f"allows {who} over {covered}; no earlier rule denies it."
         )
+    elif not enabled:
+        summary = f"Every Client Access Rule of this tenant is disabled; none applies to {who}."
     else:
+        noun = "rule" if len(enabled) == 1 else "rules"
         summary = (
-            f"None of the tenant's {len(enabled)} enabled Client Access Rule(s) "
-            f"({_join(names)}) denies this app ({covered})."
+            f"No Client Access Rule denies {who} over {covered}; the tenant's enabled {noun}: "
+            f"{_join(names)}."
         )
-    return check.finding(Status.PASS, summary, evidence=base, steps=steps)
+    return check.finding(Status.PASS, summary, evidence={**base, "problem": None}, steps=steps)
 
 
 def _car_step_detail(verdict: car.CarVerdict) -> str:
@@ -367,25 +372,33 @@ class _Judged:
 async def _policies(
     ctx: CheckContext,
 ) -> tuple[list[ConditionalAccessPolicy], list[NamedLocation], tuple[str, ...]]:
-    async def read(
-        client: TenantClient,
-    ) -> tuple[list[ConditionalAccessPolicy], list[NamedLocation]]:
+    async def read(client: TenantClient) -> tuple[list[ConditionalAccessPolicy], bool]:
         rows = await client.graph_list("/identity/conditionalAccess/policies")
         policies = [ConditionalAccessPolicy.model_validate(r) for r in rows]
-        named: list[NamedLocation] = []
-        if any(
-            p.conditions.locations
-            and (
+        uses_locations = any(
+            p.conditions.locations is not None
+            and bool(
                 p.conditions.locations.include_locations or p.conditions.locations.exclude_locations
             )
             for p in policies
-        ):
-            locs = await client.graph_list("/identity/conditionalAccess/namedLocations")
-            named = [NamedLocation.model_validate(r) for r in locs]
-        return policies, named
+        )
+        return policies, uses_locations
 
-    (policies, named), requests = await _memo(ctx, "ca", read)
+    (policies, wants_locations), requests = await _memo(ctx, "ca", read)
+    named: list[NamedLocation] = []
+    if wants_locations:
+        named, sent = await _named_locations(ctx)
+        requests = (*requests, *sent)
     return policies, named, requests
+
+
+async def _named_locations(ctx: CheckContext) -> tuple[list[NamedLocation], tuple[str, ...]]:
+    async def read(client: TenantClient) -> list[NamedLocation]:
+        rows = await client.graph_list("/identity/conditionalAccess/namedLocations")
+        return [NamedLocation.model_validate(r) for r in rows]
+
+    result: tuple[list[NamedLocation], tuple[str, ...]] = await _memo(ctx, "locations", read)
+    return result
 
 
 async def _memberships(
@@ -472,6 +485,22 @@ async def _what_if(
 
     key = "whatif." + ",".join(f"{a.app.value}/{a.platform}" for a in apps)
     answers, requests = await _memo(ctx, key, read)
+    named: dict[str, NamedLocation] = {}
+    if any(
+        row.get("policyApplies") is not True
+        and "notEnoughInformation" in _reasons(row.get("analysisReasons"))
+        and (row.get("conditions") or {}).get("locations")
+        for rows in answers
+        for row in rows
+    ):
+        # To say which detail is missing (an address or a country), read the named locations
+        # when the app may (Policy.Read.All); else the words stay general.
+        try:
+            locations, sent = await _named_locations(ctx)
+            named = {loc.id: loc for loc in locations}
+            requests = (*requests, *sent)
+        except TenantError:
+            named = {}
     judged: list[_Judged] = []
     for app, rows in zip(apps, answers, strict=True):
         sign_in = ca.SignIn(user_id=user_id, app=app.app, platform=app.platform)
@@ -486,7 +515,12 @@ async def _what_if(
             elif reasons and reasons <= set(_UNSEEN) and not _supplied(reasons, app):
                 # It does not apply only for want of what mailfix could not tell Graph.
                 applies = Tri.UNKNOWN
-                unknown = tuple(dict.fromkeys(_UNSEEN[r] for r in sorted(reasons)))
+                words = [_UNSEEN[r] for r in sorted(reasons) if r != "notEnoughInformation"]
+                if "notEnoughInformation" in reasons:
+                    words = [*ca.unseen(policy, sign_in, named), *words] or [
+                        _UNSEEN["notEnoughInformation"]
+                    ]
+                unknown = tuple(dict.fromkeys(words))
             else:
                 applies = Tri.NO
             result = ca.PolicyResult(policy, applies, unknown=unknown)
@@ -686,6 +720,7 @@ def _ca_finding(
     )
     detail_extra = f" {what_if_note}" if what_if_note else ""
     if v.outcome is ca.Outcome.ALLOWED or v.deciding is None:
+        evidence["problem"] = None
         n = len(v.applying)
         summary = f"No enabled Conditional Access policy blocks {j.app.label} for this person" + (
             f" ({n} apply without blocking)." if n else "."

@@ -311,6 +311,24 @@ def evaluate_policy(
     return PolicyResult(policy, result, unknown=tuple(dict.fromkeys(conds.unknown)))
 
 
+def unseen(
+    policy: ConditionalAccessPolicy,
+    sign_in: SignIn,
+    locations: Mapping[str, NamedLocation] | None = None,
+) -> list[str]:
+    """What mailfix cannot see among the policy's conditions other than users (words).
+
+    For a policy another evaluator (Graph's What-If) found "not enough information" for: the
+    users condition it judged itself; the rest names what is missing.
+    """
+    conds = _Conditions(sign_in, locations or {})
+    c = policy.conditions
+    for check in (conds.applications, conds.client_apps, conds.platforms, conds.locations_):
+        check(c)
+    conds.others(c)
+    return list(dict.fromkeys(conds.unknown))
+
+
 # ---- grant controls --------------------------------------------------------------------------
 
 

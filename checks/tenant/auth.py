@@ -79,7 +79,7 @@ class _Call:
     net: Network
     deadline: float | None
     sent: list[str] = field(default_factory=list)  # "GET https://login…" (no bodies)
-    last_status: int | None = None
+    last_status: int | None = None  # of the last token POST
     last_retry_after: float | None = None
     abandoned: threading.Event = field(default_factory=threading.Event)
     pending: set[concurrent.futures.Future[Any]] = field(default_factory=set)
@@ -164,8 +164,9 @@ class SeamHttpClient:
         finally:
             with call.lock:
                 call.pending.discard(future)
-        call.last_status = response.status
-        call.last_retry_after = _retry_after(response.headers.get("retry-after"))
+        if method == "POST":  # the token request (discovery GETs that follow do not count)
+            call.last_status = response.status
+            call.last_retry_after = _retry_after(response.headers.get("retry-after"))
         text = response.body.decode("utf-8", errors="replace")
         return _BridgeResponse(response.status, text, response.headers)
 

@@ -505,7 +505,10 @@ def _check_assertion(state: TenantState, assertion: str, tenant: str) -> tuple[i
     for der in app.certificates:
         sha1 = _b64url(hashlib.sha1(der).digest())  # noqa: S324 (x5t is SHA-1 by definition)
         sha256 = _b64url(hashlib.sha256(der).digest())
-        if header.get("x5t") == sha1 or header.get("x5t#S256") == sha256:
+        # Thumbprints are base64url; msal keeps the padding (accepted either way here).
+        x5t = str(header.get("x5t") or "").rstrip("=")
+        x5t256 = str(header.get("x5t#S256") or "").rstrip("=")
+        if sha1 == x5t or sha256 == x5t256:
             cert = x509.load_der_x509_certificate(der)
             break
     if cert is None:

@@ -17,6 +17,7 @@ from _checkworld import Probe, checked, scenario
 
 from checks.models import Client, Finding, Status
 from checks.modules.tenant import activity, identity, mailbox
+from checks.runner import run_checks
 from checks.spec import Check
 from sandbox.tenant.build import IPHONE_ID, person, tenant_data
 from sandbox.tenant.models import (
@@ -31,6 +32,7 @@ from sandbox.tenant.models import (
     ProvisioningError,
     ServiceIssue,
     SignInEvent,
+    Throttle,
 )
 
 ACCOUNT, LICENSE = identity.ACCOUNT, identity.LICENSE
@@ -500,3 +502,43 @@ async def test_service_health_permission_missing() -> None:
     async with tenant(app=without("ServiceHealth.Read.All")) as probe:
         f = await run(probe, HEALTH)
     assert f.status is Status.ERROR and f.evidence["permission"] == "ServiceHealth.Read.All"
+
+
+# --- across checks ------------------------------------------------------------------------------
+
+
+async def test_throttled_past_the_deadline_is_an_error_finding_in_time() -> None:
+    throttle = Throttle(service="graph", path="/users/", times=-1, retry_after=60)
+    async with tenant(throttles=(throttle,)) as probe:
+        ctx = probe.context()
+        ctx.deadline = time.monotonic() + 10
+        started = time.monotonic()
+        f = await probe.run(ACCOUNT, ctx=ctx)
+    assert time.monotonic() - started < 3
+    assert f.status is Status.ERROR and f.evidence["problem"] == "tenant-unavailable"
+    assert f.evidence["retry_after_s"] == 60
+    assert "throttling" in f.summary
+
+
+async def test_shared_reads_happen_once_per_diagnosis() -> None:
+    async with tenant() as probe:
+        ctx = probe.context(client=Client.MOBILE)
+        checks = [*identity.CHECKS, *mailbox.CHECKS, *activity.CHECKS]
+        findings = await run_checks(ctx, checks, deadline=20)
+        graph = [r.path for r in probe.world.requests("graph.microsoft.com")]
+        exo = [r for r in probe.world.requests("outlook.office365.com") if "/adminapi/" in r.path]
+    assert [f.status for f in findings] == [Status.PASS] * 6
+    assert (
+        sum(p.startswith(f"/v1.0/users/{ANA}?") for p in graph) == 1
+    )  # account, licence, sign-ins
+    # Get-CASMailbox once for tenant.mailbox and tenant.devices; plus the three device reads.
+    assert len(exo) == 4
+
+
+async def test_without_tenant_settings_every_tenant_check_is_skipped_with_the_reason() -> None:
+    async with checked(scenario()) as probe:  # no tenant data: no credentials in the settings
+        ctx = probe.context(client=Client.MOBILE)
+        checks = [*identity.CHECKS, *mailbox.CHECKS, *activity.CHECKS]
+        findings = await run_checks(ctx, checks, deadline=5)
+    assert {f.status for f in findings} == {Status.SKIP}
+    assert all("MAILFIX_TENANT_ID" in f.summary for f in findings)

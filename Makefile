@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck unit demo bench clean
+.PHONY: install test lint typecheck unit demo bench screenshot clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: lint typecheck unit
 
 demo: install
 	$(BIN)/mailfix demo
+
+# The README's picture of the console: the browser test's results step (needs Debian's chromium).
+screenshot: install
+	MAILFIX_CONSOLE_SCREENSHOT=docs/img/console.png $(BIN)/pytest -q tests/test_browser_console.py -k story
 
 bench: install
 	$(BIN)/python bench/diagnosis.py

@@ -253,7 +253,9 @@ async def test_ca_fail_block_legacy_for_imap() -> None:
     assert f.evidence["client_app_type"] == "other"
     assert f.evidence["evaluated_by"] == "what-if"
     assert "blocks an IMAP app signing in with a password" in f.summary
-    assert f.next_steps[0].startswith("You: this app signs in with a password")
+    assert f.next_steps[0].startswith(
+        "You: your organisation's policy blocks this kind of app: it signs in with a password"
+    )
 
 
 async def test_ca_fail_block_legacy_for_the_phone_mail_app_by_mailfix() -> None:
@@ -364,6 +366,8 @@ async def test_ca_warn_when_the_policy_depends_on_the_person_s_address() -> None
         assert f.evidence["policy"] == "Block access from outside the office"
         assert f.evidence["unevaluated"] == ["the IP address the person connects from"]
         assert "may block" in f.summary
+        # Where the person connects from decides, not the kind of app.
+        assert f.next_steps[0].startswith("You: your organisation allows this only from")
     assert any("namedLocations" in r for r in by_mailfix.evidence["requests"])
 
 

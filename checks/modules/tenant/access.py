@@ -34,6 +34,7 @@ from checks.tenant.policy.context import AppContext, contexts
 from checks.tenant.policy.models import (
     EXCHANGE_ONLINE_APP_ID,
     ClientAccessRule,
+    ClientAppType,
     ConditionalAccessPolicy,
     NamedLocation,
     PolicyState,
@@ -70,6 +71,13 @@ _RETIRED_WORDS = (
     "isn't available",
 )
 CA_PORTAL = "Entra admin center > Protection > Conditional Access > Policies"
+# How the Entra admin center names the client app types (What If, policy conditions).
+_PORTAL_CLIENT_APP = {
+    ClientAppType.BROWSER: "Browser",
+    ClientAppType.MODERN: "Mobile apps and desktop clients",
+    ClientAppType.EAS: "Exchange ActiveSync clients",
+    ClientAppType.OTHER: "Other clients",
+}
 
 
 def _control_words(control: str) -> str:
@@ -712,11 +720,11 @@ def _ca_finding(
     v = j.verdict
     evidence = _ca_evidence(j, judged, evaluated_by, requests)
     steps = _ca_steps(judged)
+    portal_type = _PORTAL_CLIENT_APP[ca.CLIENT_APP_TYPE[j.app.app]]
     admin = (
         f"An administrator opens {CA_PORTAL} and runs What If for this person with cloud app "
-        f"Office 365 Exchange Online and client app "
-        f"“{ca.CLIENT_APP_TYPE[j.app.app].value}”; the sign-in logs show the policy that "
-        "applied."
+        f"Office 365 Exchange Online and client app “{portal_type}”; the sign-in logs show "
+        "the policy that applied."
     )
     detail_extra = f" {what_if_note}" if what_if_note else ""
     if v.outcome is ca.Outcome.ALLOWED or v.deciding is None:
@@ -746,13 +754,15 @@ def _ca_finding(
                 f"The Conditional Access policy “{policy.name}” may block {j.app.label}: it "
                 f"applies depending on {_join(list(q.result.unknown))}, which mailfix cannot see."
             )
-        you = _you_steps(j.app, "block")
+        you = _you_steps(j.app, policy, "block")
         return check.finding(
             Status.FAIL if v.certain else Status.WARN,
             summary,
             detail=(
                 "An enabled policy that covers Exchange Online, this person and this kind of app "
-                "grants no access: any block wins over every other policy." + detail_extra
+                + ("grants no access" if v.certain else "would grant no access where it applies")
+                + ": any block wins over every other policy."
+                + detail_extra
             ),
             evidence=evidence,
             steps=steps,
@@ -790,7 +800,7 @@ def _ca_finding(
             + detail_extra,
             evidence=evidence,
             steps=steps,
-            next_steps=[*_you_steps(j.app, q.control), admin],
+            next_steps=[*_you_steps(j.app, policy, q.control), admin],
         )
     evidence["problem"] = "ca-requires-control"
     how = (
@@ -808,22 +818,43 @@ def _ca_finding(
     )
 
 
-def _you_steps(app: AppContext, control: str) -> list[str]:
-    if app.app is ca.AppKind.LEGACY:
-        return [
-            "You: this app signs in with a password (legacy authentication), which your "
-            "organisation's policy does not allow. Use Outlook, or an app that signs in with "
-            "a Microsoft account page (modern authentication), instead.",
-        ]
-    if app.app is ca.AppKind.EAS:
-        return [
-            "You: your organisation's policy does not allow the phone's built-in mail app. "
-            "Use Outlook for iOS and Android instead, or ask the helpdesk which app is allowed.",
-        ]
+def _you_steps(app: AppContext, policy: ConditionalAccessPolicy, control: str) -> list[str]:
+    """What the person can do, from what the policy targets."""
+    c = policy.conditions
+    targets_app_type = bool(c.client_app_types) and "all" not in c.client_app_types
+    where = c.locations is not None and bool(c.locations.include_locations)
+    alternative = (
+        "Use Outlook, or an app that signs in with a Microsoft account page (modern "
+        "authentication), instead."
+        if app.app is not ca.AppKind.EAS
+        else "Use Outlook for iOS and Android instead, or ask the helpdesk which app is allowed."
+    )
     if control == "block":
+        if targets_app_type and app.app in (ca.AppKind.LEGACY, ca.AppKind.EAS):
+            kind = (
+                "signs in with a password (legacy authentication)"
+                if app.app is ca.AppKind.LEGACY
+                else "is the phone's built-in mail app"
+            )
+            return [
+                f"You: your organisation's policy blocks this kind of app: it {kind}. {alternative}"
+            ]
+        if where:
+            return [
+                "You: your organisation allows this only from certain places (such as the "
+                "office network). Try again from there, or ask the helpdesk which network or VPN "
+                "to use.",
+            ]
+        return ["You: your organisation's policy blocks this; ask the helpdesk what is allowed."]
+    if app.app in (ca.AppKind.LEGACY, ca.AppKind.EAS):
+        what = (
+            "signs in with a password (legacy authentication)"
+            if app.app is ca.AppKind.LEGACY
+            else "is the phone's built-in mail app"
+        )
         return [
-            "You: your organisation's policy blocks this app or this place; ask the helpdesk "
-            "which app or network to use.",
+            f"You: this app {what}, which can never provide {_control_words(control)}. "
+            f"{alternative}"
         ]
     return [
         f"You: this app cannot provide {_control_words(control)}; ask the helpdesk which app "

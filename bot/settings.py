@@ -78,6 +78,9 @@ class Settings(CheckSettings):
     # `mailfix demo` only: accept the Bot Framework Emulator's token issuers and its
     # "emulator" channel. Never for a real deployment.
     teams_emulator: bool = False
+    # Seconds to fetch the OpenID metadata and signing keys for inbound tokens (off the request
+    # path of every other request; a failure is remembered and retried with back-off).
+    teams_keys_timeout: float = Field(default=5.0, gt=0, le=60)
 
     # --- helpdesk and approval ---------------------------------------------------------------
     helpdesk_slack_channel: str | None = None

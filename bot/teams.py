@@ -641,6 +641,7 @@ class TeamsBot:
             app_type=settings.teams_app_type,
             tenant_id=settings.teams_app_tenant_id,
             emulator=settings.teams_emulator,
+            timeout=settings.teams_keys_timeout,
         )
         self.emulator = settings.teams_emulator
         self.adapter = CloudAdapter(MappedAuthentication(auth, self.verifier))

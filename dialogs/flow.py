@@ -208,6 +208,7 @@ class Conversation:
                 shown = ticket.ahead
                 yield Post(card=_queued_card(stored.address, shown), key=stored.id)
                 try:
+                    # At most one edit per interval, however fast the line moves.
                     while not await ticket.wait(self.s.queue_update_interval):
                         if ticket.ahead != shown:
                             shown = ticket.ahead

@@ -8,6 +8,7 @@ line: waiters are told at once (`QueueClosed`), running diagnoses carry on to th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,24 +30,20 @@ class Ticket:
     queue: RunQueue
     ready: bool = False
     started: float | None = None
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _woken: asyncio.Event = field(default_factory=asyncio.Event)  # ready, or the line closed
 
     @property
     def ahead(self) -> int:
         return 0 if self.ready else self.queue.position(self)
 
     async def wait(self, patience: float | None = None) -> bool:
-        """Until this ticket may run (True), its position changed, or `patience` s (False)."""
-        if self.ready:
-            return True
-        if self.queue.closed:
-            raise QueueClosed
-        self._changed.clear()
-        try:
-            async with asyncio.timeout(patience):
-                await self._changed.wait()
-        except TimeoutError:
-            pass
+        """Until this ticket may run (True) or `patience` seconds passed (False); the caller
+        looks at `ahead` in between, so a long line is not re-announced at every move.
+        Raises QueueClosed when the server shuts down first."""
+        if not self.ready and not self.queue.closed:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(patience):
+                    await self._woken.wait()
         if self.queue.closed and not self.ready:
             raise QueueClosed
         return self.ready
@@ -61,7 +58,7 @@ class RunQueue:
 
     A diagnosis takes a `Ticket` (`join`); when no slot is free it waits and can tell the
     person how many are ahead. `close` (shutdown) refuses new work and wakes every waiter with
-    `QueueClosed`; `drain_by` says when the running ones must be done by their deadline.
+    `QueueClosed`; `latest_start` tells shutdown how long the running ones may still take.
     """
 
     def __init__(
@@ -112,13 +109,13 @@ class RunQueue:
         self.closed = True
         waiting, self._waiting = list(self._waiting), deque()
         for ticket in waiting:
-            ticket._changed.set()
+            ticket._woken.set()
 
     def _start(self, ticket: Ticket) -> None:
         ticket.ready = True
         ticket.started = self._clock()
         self._running.add(ticket)
-        ticket._changed.set()
+        ticket._woken.set()
 
     def _release(self, ticket: Ticket) -> None:
         if ticket in self._running:
@@ -128,10 +125,5 @@ class RunQueue:
                 self._waiting.remove(ticket)
             except ValueError:
                 return
-        moved = False
         while self._waiting and len(self._running) < self.limit and not self.closed:
             self._start(self._waiting.popleft())
-            moved = True
-        if moved or ticket.ready is False:
-            for waiter in self._waiting:  # everyone behind moved up
-                waiter._changed.set()

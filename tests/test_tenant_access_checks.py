@@ -23,6 +23,7 @@ from sandbox.tenant.models import (
     MAILFIX_GRAPH_PERMISSIONS,
     ClientAccessRule,
     Group,
+    Throttle,
     ca_policy,
     ip_location,
     stable_id,
@@ -430,3 +431,26 @@ async def test_ca_skip_without_an_account() -> None:
     async with tenant(ca_policies=(BLOCK_LEGACY,)) as probe:
         f = await run(probe, CA, Client.IMAP, address="nobody@contoso.com")
     assert f.status is Status.SKIP and f.evidence["see"] == "tenant.account"
+
+
+async def test_throttled_past_retries_is_an_error_not_a_verdict() -> None:
+    throttles = (
+        Throttle(service="graph", path="conditionalaccess", times=-1, retry_after=0),
+        Throttle(service="exo", path="get-clientaccessrule", times=-1, retry_after=0),
+    )
+    async with tenant(
+        ca_policies=(BLOCK_LEGACY,), client_access_rules=(BLOCK_IMAP,), throttles=throttles
+    ) as probe:
+        ca_finding = await run(probe, CA, Client.IMAP)
+        car_finding = await run(probe, CAR, Client.IMAP)
+    for f in (ca_finding, car_finding):
+        assert f.status is Status.ERROR and f.evidence["problem"] == "tenant-unavailable"
+
+
+async def test_throttled_once_then_answered() -> None:
+    throttles = (
+        Throttle(service="graph", path="conditionalaccess/evaluate", times=1, retry_after=0),
+    )
+    async with tenant(ca_policies=(BLOCK_LEGACY,), throttles=throttles) as probe:
+        f = await run(probe, CA, Client.IMAP)
+    assert f.status is Status.FAIL and f.evidence["evaluated_by"] == "what-if"

@@ -138,7 +138,7 @@ async def test_account_sync_provisioning_error_is_a_warning() -> None:
         f = await run(probe, ACCOUNT)
     assert f.status is Status.WARN and f.evidence["problem"] == "sync-provisioning-error"
     assert f.evidence["errors"][0]["category"] == "PropertyConflict"
-    assert "already used by another object" in f.summary
+    assert "the email address ana@contoso.com is already used by another object" in f.summary
 
 
 async def test_account_permission_missing_names_user_read_all() -> None:
@@ -161,6 +161,7 @@ async def test_license_pass() -> None:
     assert f.evidence["skus"] == ["ENTERPRISEPACK"]
     assert f.evidence["exchange_plan"] == "EXCHANGE_S_ENTERPRISE"
     assert f.evidence["provisioning_status"] == "Success"
+    assert "has Exchange Online (Plan 2) (in Office 365 E3)" in f.summary
     assert any(r.endswith("/licenseDetails") for r in f.evidence["requests"])
 
 
@@ -542,3 +543,16 @@ async def test_without_tenant_settings_every_tenant_check_is_skipped_with_the_re
         findings = await run_checks(ctx, checks, deadline=5)
     assert {f.status for f in findings} == {Status.SKIP}
     assert all("MAILFIX_TENANT_ID" in f.summary for f in findings)
+
+
+async def test_service_incident_matching_the_symptom_comes_first() -> None:
+    access = ServiceIssue(id="EX400001", title="Users may be unable to access mailboxes")
+    sending = ServiceIssue(id="EX400002", title="Users may be unable to send email")
+    async with tenant(issues=(access, sending)) as probe:
+        ctx = probe.context(client=Client.OUTLOOK)
+        ctx = type(ctx)(**{**ctx.__dict__, "symptom": "I can't send mail"})
+        f = await probe.run(HEALTH, ctx=ctx)
+    assert f.status is Status.FAIL
+    assert [i["id"] for i in f.evidence["issues"]] == ["EX400002", "EX400001"]
+    assert f.evidence["issues"][0]["matches_symptom"] is True
+    assert "matches what the person describes: EX400002" in f.summary

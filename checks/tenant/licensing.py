@@ -58,8 +58,26 @@ SKU_NAMES = {
 }
 
 
+# What people call the mailbox plans (Microsoft's product names for the §5.1 plans).
+PLAN_NAMES = {
+    "EXCHANGE_S_STANDARD": "Exchange Online (Plan 1)",
+    "EXCHANGE_S_ENTERPRISE": "Exchange Online (Plan 2)",
+    "EXCHANGE_S_DESKLESS": "Exchange Online Kiosk",
+    "EXCHANGE_S_ESSENTIALS": "Exchange Online Essentials",
+}
+
+
 def sku_name(part_number: str) -> str:
     return SKU_NAMES.get(part_number, part_number)
+
+
+def plan_name(service_plan_name: str | None) -> str:
+    """ "Exchange Online (Plan 2)" for EXCHANGE_S_ENTERPRISE (GOV/EDU variants alike)."""
+    name = (service_plan_name or "").upper()
+    for prefix, words in PLAN_NAMES.items():
+        if name.startswith(prefix):
+            return words
+    return service_plan_name or "Exchange Online"
 
 
 def is_mailbox_plan(plan: ServicePlanInfo) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 from checks.models import Client, Finding, Side, Status
 from checks.spec import EVERY_CLIENT, Check, CheckContext
+from checks.symptoms import Symptom, classify_symptom
 from checks.tenant import reads
 from checks.tenant.errors import TenantError
 from checks.tenant.findings import tenant_error_finding
@@ -303,6 +304,21 @@ _CLOSED = frozenset(
 )
 
 
+# Words that tie an issue to what the person describes (checks.symptoms).
+SYMPTOM_WORDS: dict[Symptom, tuple[str, ...]] = {
+    Symptom.CANNOT_SEND: ("send", "submission", "smtp", "outbound"),
+    Symptom.PHONE_STOPPED_SYNCING: ("sync", "mobile", "activesync", "ios", "android"),
+    Symptom.PASSWORD_PROMPTS: ("sign in", "sign-in", "authenticat", "password", "credential"),
+    Symptom.CANNOT_CONNECT: ("connect", "access"),
+    Symptom.ENCRYPTED_CONNECTION_UNAVAILABLE: ("encrypt", "tls", "certificate"),
+}
+
+
+def _matches_symptom(issue: ServiceHealthIssue, symptom: Symptom | None) -> bool:
+    words = SYMPTOM_WORDS.get(symptom) if symptom is not None else None
+    return bool(words) and any(w in _text(issue) for w in words or ())
+
+
 def _text(issue: ServiceHealthIssue) -> str:
     parts = (issue.title, issue.feature, issue.feature_group, issue.impact_description)
     return " ".join(p for p in parts if p).lower() + " "
@@ -324,6 +340,7 @@ async def _service_health(ctx: CheckContext) -> Finding:
         return tenant_error_finding(HEALTH, exc, reading="Exchange Online service health")
     requests = list(read.requests)
     open_issues = [i for i in read.value if not i.is_resolved and i.status not in _CLOSED]
+    symptom = classify_symptom(ctx.symptom)
     listed: list[dict[str, Any]] = [
         {
             "id": i.id,
@@ -332,19 +349,27 @@ async def _service_health(ctx: CheckContext) -> Finding:
             "status": i.status,
             "feature": i.feature,
             "matches_client": _matches(i, ctx.client),
+            "matches_symptom": _matches_symptom(i, symptom),
         }
         for i in open_issues
     ]
-    listed.sort(key=lambda i: (not i["matches_client"], i["classification"] != "incident"))
+    listed.sort(
+        key=lambda i: (
+            not i["matches_client"],
+            not i["matches_symptom"],
+            i["classification"] != "incident",
+        )
+    )
     evidence: dict[str, Any] = {"issues": listed, "requests": requests}
     incidents = [i for i in listed if i["classification"] == "incident" and i["matches_client"]]
     if incidents:
         first = incidents[0]
         ids = ", ".join(i["id"] for i in incidents)
+        said = " and matches what the person describes" if first["matches_symptom"] else ""
         return HEALTH.finding(
             Status.FAIL,
-            f"Microsoft has an open Exchange Online incident that can explain this: {first['id']} "
-            f"— {first['title'].rstrip('.')}.",
+            f"Microsoft has an open Exchange Online incident that can explain this{said}: "
+            f"{first['id']} — {first['title'].rstrip('.')}.",
             evidence={**evidence, "problem": "service-incident"},
             next_steps=[
                 "This is a problem at Microsoft, not on the device: nothing needs to be changed "

@@ -20,7 +20,7 @@ from checks.spec import EVERY_CLIENT, Check, CheckContext
 from checks.tenant import reads
 from checks.tenant.errors import TenantError
 from checks.tenant.findings import tenant_error_finding
-from checks.tenant.licensing import assess, sku_name, sku_with_mailbox
+from checks.tenant.licensing import assess, plan_name, sku_name, sku_with_mailbox
 from checks.tenant.models import User
 
 RESTORE_WINDOW = timedelta(days=30)  # soft-deleted users can be restored for 30 days (§5)
@@ -63,12 +63,24 @@ def _sync_error_text(user: User) -> list[dict[str, Any]]:
     ]
 
 
+# What the directory properties in provisioning errors are, in words.
+_PROPERTY_WORDS = {
+    "proxyaddresses": "email address",
+    "userprincipalname": "sign-in name (UPN)",
+    "mail": "email address",
+    "sipproxyaddress": "Teams/Skype address",
+}
+
+
 def _describe_sync_error(error: dict[str, Any]) -> str:
-    prop, value = error.get("property"), error.get("value")
+    prop, value = str(error.get("property") or ""), str(error.get("value") or "")
+    words = _PROPERTY_WORDS.get(prop.lower(), prop)
+    if value.lower().startswith(("smtp:", "sip:")):
+        value = value.split(":", 1)[1]
     if error.get("category") == "PropertyConflict" and prop and value:
-        return f"the {prop} value {value} is already used by another object"
+        return f"the {words} {value} is already used by another object"
     if prop:
-        return f"a problem with {prop}"
+        return f"a problem with the {words}"
     return "a provisioning error"
 
 
@@ -208,7 +220,7 @@ async def _license(ctx: CheckContext) -> Finding:
     if state.problem is None:
         return LICENSE.finding(
             Status.PASS,
-            f"{upn} has an Exchange Online mailbox plan ({state.exchange_plan}, in "
+            f"{upn} has {plan_name(state.exchange_plan)} (in "
             f"{sku_name(state.sku_part_number or '')}) and it is provisioned.",
             evidence=evidence,
         )
@@ -216,8 +228,9 @@ async def _license(ctx: CheckContext) -> Finding:
         assert state.sku_id is not None and state.plan_id is not None
         return LICENSE.finding(
             Status.FAIL,
-            f"{upn} has {sku_name(state.sku_part_number or '')}, but its Exchange Online plan "
-            f"({state.exchange_plan}) is switched off, so there is no mailbox to connect to.",
+            f"{upn} has {sku_name(state.sku_part_number or '')}, but its "
+            f"{plan_name(state.exchange_plan)} part is switched off, so there is no mailbox to "
+            "connect to.",
             evidence={**evidence, "sku_id": state.sku_id, "plan_id": state.plan_id},
             next_steps=[
                 "An administrator switches Exchange Online back on: Microsoft 365 admin center > "
@@ -232,7 +245,7 @@ async def _license(ctx: CheckContext) -> Finding:
         failed = state.provisioning_status == "Error"
         return LICENSE.finding(
             Status.FAIL,
-            f"{upn}'s Exchange Online plan ({state.exchange_plan}) "
+            f"{upn}'s {plan_name(state.exchange_plan)} "
             + (
                 "failed to provision."
                 if failed

@@ -57,6 +57,14 @@ _KEYWORDS: tuple[tuple[Symptom, tuple[str, ...]], ...] = (
             r"log ?in (again|loop)",
             r"authenticat",
             r"mfa",
+            # What the tenant causes look like to the person (reference §5.4 AADSTS table):
+            # a locked, disabled or blocked account, an expired password, a second sign-in step.
+            r"locked out",
+            r"account (is |was |has been )?(locked|disabled|blocked)",
+            r"sign[- ]?in (fail|error|blocked)",
+            r"aadsts\d+",
+            r"two[- ]?(factor|step)",
+            r"verification code",
         ),
     ),
     (
@@ -85,6 +93,7 @@ _KEYWORDS: tuple[tuple[Symptom, tuple[str, ...]], ...] = (
             r"phone",
             r"mobile",
             r"activesync",
+            r"quarantin",
             r"samsung",
             r"pixel",
         ),

@@ -44,6 +44,11 @@ def test_enum_values_classify_to_themselves(symptom: Symptom) -> None:
         ("Outlook says Disconnected", Symptom.CANNOT_CONNECT),
         ("Outlook is stuck on 'Trying to connect'", Symptom.CANNOT_CONNECT),
         ("my calendar colours changed", Symptom.OTHER),
+        ("I'm locked out of my mail", Symptom.PASSWORD_PROMPTS),
+        ("it says my account has been disabled", Symptom.PASSWORD_PROMPTS),
+        ("Error AADSTS53003 when I open Thunderbird", Symptom.PASSWORD_PROMPTS),
+        ("it wants a verification code every time", Symptom.PASSWORD_PROMPTS),
+        ("the device shows as quarantined", Symptom.PHONE_STOPPED_SYNCING),
     ],
 )
 def test_free_text_keywords(text: str, expected: Symptom) -> None:

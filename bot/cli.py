@@ -34,6 +34,38 @@ app = typer.Typer(
 )
 
 
+def version() -> str:
+    """The installed package's version ("unknown" when run from a tree never installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("mailfix")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mailfix {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Find why a mail app cannot reach an Exchange Online mailbox."""
+
+
 class ClientChoice(StrEnum):
     outlook = "outlook"
     mobile = "mobile"

@@ -14,6 +14,16 @@ from rich.live import Live
 from rich.text import Text
 from rich.tree import Tree
 
+from cards.present import (
+    STATUS_WORDS,
+    StepState,
+    TraceStep,
+    finding_text,
+    not_checked,
+    trace_line,
+)
+from cards.text import truncate
+from cards.view import SIDE_PHRASES, STATUS_ORDER
 from checks.models import Client, Finding, Report, Status
 from checks.registry import CATALOGUE
 
@@ -28,10 +38,9 @@ TITLES = {c.id: c.title for c in CATALOGUE}
 MAX_VALUE = 300
 
 
-def _short(value: object, limit: int = MAX_VALUE) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _short(value: str, limit: int = MAX_VALUE) -> str:
+    """One line, at most `limit` characters, cut at a word boundary."""
+    return truncate(" ".join(value.split()), limit)
 
 
 def _status(status: Status) -> Text:
@@ -70,7 +79,11 @@ class HumanProgress:
     def update(self, finding: Finding, done: int, total: int) -> None:
         self.done, self.total = done, total
         line = Text.assemble(
-            _status(finding.status), " ", (finding.check, "bold"), " ", _short(finding.summary, 90)
+            _status(finding.status),
+            " ",
+            (TITLES.get(finding.check, finding.check), "bold"),
+            " ",
+            _short(finding.summary, 90),
         )
         self.lines.append(line)
         if self.live is not None:
@@ -86,7 +99,33 @@ class HumanProgress:
         return text
 
 
+STEP_STYLES: dict[StepState, tuple[str, str]] = {
+    StepState.OK: ("✔", "green"),
+    StepState.FAILED: ("✘", "red"),
+    StepState.WARNING: ("!", "yellow"),
+    StepState.ERROR: ("?", "magenta"),
+    StepState.EXPECTED: ("–", "dim"),  # part of the normal path: never red
+    StepState.SKIPPED: ("-", "dim"),
+}
+
+
+def _words(status: Status) -> Text:
+    icon, style = ICONS[status]
+    return Text(f"{icon} {STATUS_WORDS[status]}", style=style)
+
+
+def _step(step: TraceStep) -> Text:
+    icon, style = STEP_STYLES[step.state]
+    line = trace_line(step)
+    text = line.split(" ", 1)[1] if " " in line else line  # the card's emoji -> our glyph
+    return Text.assemble(
+        (icon, style), " ", (text, "dim" if step.state is StepState.EXPECTED else "")
+    )
+
+
 def report_tree(report: Report) -> Tree:
+    """The report in words, as on the helpdesk's card (cards.present): labelled facts, the
+    numbered trace with expected failures marked, one line per reason for skipped checks."""
     root = Tree(Text(f"mailfix report for {report.address} ({report.client.value})", "bold"))
     top = report.top_cause
     if top is not None:
@@ -94,40 +133,39 @@ def report_tree(report: Report) -> Tree:
             Text.assemble(
                 ("Most likely: ", "bold"),
                 top.title,
-                f"  [{top.side.value}, ",
-                f"{top.confidence:.0%}]",
+                f" — {SIDE_PHRASES[top.side]} ({top.confidence:.0%})",
             )
         )
         for other in report.causes[1:4]:
-            cause.add(Text(f"then: {other.title} ({other.confidence:.0%})", "dim"))
-    findings = root.add(Text("Checks", "bold"))
-    skipped: dict[str, list[str]] = {}  # reason -> check ids: one line per reason, not per check
-    for finding in report.findings:
+            cause.add(Text(f"also possible: {other.title} ({other.confidence:.0%})", "dim"))
+    checks = root.add(Text("Checks", "bold"))
+    order = {s: i for i, s in enumerate(STATUS_ORDER)}
+    for finding in sorted(report.findings, key=lambda f: order[f.status]):
         if finding.status is Status.SKIP:
-            skipped.setdefault(finding.summary, []).append(finding.check)
             continue
-        title = TITLES.get(finding.check, finding.check)
-        node = findings.add(
-            Text.assemble(
-                _status(finding.status),
-                " ",
-                (finding.check, "bold"),
-                f" ({title}) ",
-                _short(finding.summary, 160),
-            )
+        told = finding_text(finding, TITLES.get(finding.check, finding.check))
+        node = checks.add(
+            Text.assemble(_words(finding.status), "  ", (told.title, "bold"), " — ", told.summary)
         )
-        for step in finding.steps:
-            node.add(
-                Text.assemble(_status(step.status), " ", step.name, ": ", _short(step.detail, 160))
+        if finding.status is Status.PASS:
+            continue  # the details of a passing check are in --json
+        if told.detail:
+            node.add(Text(told.detail, "dim"))
+        for fact in told.facts:
+            node.add(Text.assemble((f"{fact.label}: ", "dim"), fact.value))
+        if told.fix is not None:
+            node.add(Text.assemble(("Proposed fix: ", "bold"), told.fix.line()))
+        for step_text in told.next_steps:
+            node.add(Text("→ " + step_text, "cyan"))
+        if told.steps:
+            trace = node.add(Text("Steps (– = expected on the normal path)", "dim"))
+            for step in told.steps:
+                trace.add(_step(step))
+    for group in not_checked(report.findings, TITLES):
+        root.add(
+            Text.assemble(
+                _words(Status.SKIP), ": ", ", ".join(group.titles), " — ", (group.full, "dim")
             )
-        if finding.status in (Status.FAIL, Status.WARN, Status.ERROR):
-            for key, value in list(finding.evidence.items())[:8]:
-                node.add(Text(f"{key}: {_short(value)}", "dim"))
-            for step_text in finding.next_steps:
-                node.add(Text("→ " + _short(step_text), "cyan"))
-    for reason, ids in skipped.items():
-        findings.add(
-            Text.assemble(_status(Status.SKIP), " ", (", ".join(ids), "dim"), ": ", _short(reason))
         )
     root.add(Text(f"{len(report.findings)} checks in {report.duration_ms} ms", "dim"))
     return root

@@ -15,6 +15,7 @@ templates do that for their platform. Nothing here returns a field path, a Pytho
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -360,6 +361,18 @@ class Fact:
     value: str
 
 
+# One item of a list that is shown one fact per item ("Request 2: GET https://…").
+ITEM_LABELS: dict[str, str] = {
+    "requests": "Request",
+    "errors": "Sync error",
+    "spf": "SPF record",
+    "mx": "MX record",
+    "locations": "Redirect",
+    "hijack_urls": "Answering instead of Microsoft",
+}
+# A list longer than this (joined) is shown one fact per item, so no value needs cutting.
+LIST_ON_ONE_LINE = 300
+
 # Evidence keys the trace already shows step by step (left out of the facts when there is one).
 TRACE_KEYS = frozenset({"methods", "protocols"})
 
@@ -391,6 +404,12 @@ def facts(evidence: Mapping[str, Any], *, has_trace: bool = False) -> list[Fact]
                     text = scalar(item, key)
                     if text:
                         out.append(Fact(f"{label(key)} {i}" if many else label(key), text))
+                continue
+        if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+            texts = [t for t in (scalar(v, key) for v in value) if t]
+            if len(texts) > 1 and sum(len(t) + 2 for t in texts) > LIST_ON_ONE_LINE:
+                item = ITEM_LABELS.get(key) or label(key)
+                out += [Fact(f"{item} {i}", t) for i, t in enumerate(texts, 1)]
                 continue
         if key == "status" and not isinstance(value, int):
             text = scalar(value, key)
@@ -584,8 +603,28 @@ class ProposedFix:
         if self.what:
             parts.append(f"It would run: {self.what}")
         if self.hard_to_undo:
-            parts.append("Hard to undo: needs a second approver.")
+            parts.append("Hard to undo.")
         return " ".join(parts)
+
+
+_BODY = re.compile(r"^(?P<head>.*?)\s+(?P<body>\{.*\})$", re.DOTALL)
+
+
+def operation_words(operation: str) -> str:
+    """ "PATCH /v1.0/users/x {"accountEnabled": true}" -> "PATCH /v1.0/users/x with
+    accountEnabled: yes" (a request body in words, not JSON)."""
+    text = " ".join(operation.split())
+    m = _BODY.match(text)
+    if m is None:
+        return text
+    try:
+        body = json.loads(m.group("body"))
+    except ValueError:
+        return text
+    if not isinstance(body, dict):
+        return text
+    parts = [f"{k}: {v}" for k, v in ((str(k), scalar(v, str(k))) for k, v in body.items()) if v]
+    return f"{m.group('head')} with " + "; ".join(parts) if parts else m.group("head")
 
 
 def proposed_fix(remediation: Remediation | None) -> ProposedFix | None:
@@ -593,7 +632,7 @@ def proposed_fix(remediation: Remediation | None) -> ProposedFix | None:
         return None
     return ProposedFix(
         title=" ".join(remediation.title.split()),
-        what=" ".join((remediation.operation or remediation.action).split()),
+        what=operation_words(remediation.operation or remediation.action),
         target=remediation.target,
         hard_to_undo=remediation.hard_to_undo,
     )

@@ -137,8 +137,26 @@ def test_human_output_shows_tree(offline_env: dict[str, str]) -> None:
     )
     assert code == 0, err
     assert "mailfix report for ana@nowhere-at-all.example" in out
-    assert "dns.mx" in out and "Most likely" in out
+    assert "MX records" in out and "Most likely" in out
     assert "Diagnosing" in err  # progress goes to stderr
+    # words, not Python values or field paths
+    for raw in ("None", "True", "False", "dns.mx", "{'", '{"', "rcode"):
+        assert raw not in out, raw
+    assert "DNS answer code: NXDOMAIN" in out
+    # skipped checks: one line per reason
+    assert out.count("needs admin consent") + out.count("Needs admin consent") <= 1
+
+
+def test_version_prints_the_package_version() -> None:
+    from importlib.metadata import version
+
+    code, out, err = run_main(["--version"])
+    assert code == 0, err
+    assert out == f"mailfix {version('mailfix')}\n"
+    proc = subprocess.run(
+        [*MAILFIX, "--version"], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("mailfix ") and proc.stderr == ""
 
 
 def test_subprocess_bad_input_has_no_traceback(offline_env: dict[str, str]) -> None:

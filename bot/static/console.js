@@ -503,8 +503,15 @@ const Page = (() => {
   }
 
   function setBusy(host, on) {
+    // Buttons the card itself disabled stay disabled when the request is over.
     host.querySelectorAll('button').forEach((b) => {
-      b.disabled = on;
+      if (on && !b.disabled) {
+        b.disabled = true;
+        b.dataset.busy = '1';
+      } else if (!on && b.dataset.busy) {
+        b.disabled = false;
+        delete b.dataset.busy;
+      }
     });
     host.setAttribute('aria-busy', String(on));
   }

@@ -415,11 +415,11 @@ def _licence_first(facts: _Facts) -> Iterable[_Hit]:
         code = facts.problem("tenant.license") or facts.ev("tenant.mailbox", "licence_problem")
         checks = tuple(c for c in ("tenant.license", "tenant.mailbox") if c in facts.by_id)
         yield _Hit(_licence_cause(code), LICENCE_FIRST, checks, definitive=True)
-    elif facts.is_("tenant.license", Status.FAIL) and facts.problem("tenant.license") in (
-        "no-exchange-plan",
-        "sku-without-mailbox",
-    ):
-        yield _Hit("no-exchange-licence", LICENCE_FIRST, ("tenant.license",), definitive=True)
+    elif facts.is_("tenant.license", Status.FAIL):
+        # No licence with an Exchange plan at all: the mailbox cannot exist either.
+        code = facts.problem("tenant.license")
+        if ("tenant.license", code) in CAUSES["no-exchange-licence"].found_by:
+            yield _Hit("no-exchange-licence", LICENCE_FIRST, ("tenant.license",), definitive=True)
 
 
 def _control_cause(control: object) -> str:

@@ -295,6 +295,8 @@ async def test_ca_warn_mfa_that_outlook_can_do() -> None:
         f = await run(probe, CA, Client.OUTLOOK)
     assert f.status is Status.WARN and f.evidence["problem"] == "ca-requires-control"
     assert (f.evidence["control"], f.evidence["can_satisfy"]) == ("mfa", "yes")
+    assert f.evidence["legacy_can_satisfy"] is False
+    assert "legacy authentication cannot do multifactor authentication" in f.detail
     assert "aka.ms/mysecurityinfo" in f.next_steps[0]
 
 

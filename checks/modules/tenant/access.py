@@ -772,6 +772,7 @@ def _ca_finding(
     evidence["control"] = q.control
     evidence["controls"] = list(q.controls)
     evidence["operator"] = q.operator
+    evidence["legacy_can_satisfy"] = ca.can_meet(q.control, ca.AppKind.LEGACY) is not ca.Can.NEVER
     evidence["can_satisfy"] = {ca.Can.NEVER: "never", ca.Can.DEPENDS: "depends", ca.Can.YES: "yes"}[
         q.can
     ]
@@ -811,7 +812,11 @@ def _ca_finding(
     return check.finding(
         Status.WARN,
         f"The Conditional Access policy “{policy.name}” requires {words} for {j.app.label}. " + how,
-        detail=what_if_note,
+        detail=(
+            "This app can meet it. An app that signs in with only a password (IMAP, POP or SMTP "
+            "with legacy authentication) never could: legacy authentication cannot do "
+            "multifactor authentication or prove the device's state." + detail_extra
+        ),
         evidence=evidence,
         steps=steps,
         next_steps=_requires_steps(q.control),

@@ -692,8 +692,9 @@ def sign_in_wrong_password(client: Client, h: CloudHosts) -> list[str]:
         f"{_web(h)} to check your password, then update it in the app (remove the account and "
         "add it again) and on every other device that uses this account.",
         "Helpdesk: the sign-in logs show wrong-password failures (AADSTS50126). After a "
-        "password change, apps and phones keep trying the old one; for a domain that signs in "
-        "through AD FS, AD FS rejected the password. Repeated failures lock the account.",
+        "password change, apps and phones keep trying the old one: ask the person to update "
+        "the password saved in this app and on their other devices. For a domain that signs "
+        "in through AD FS, AD FS rejected the password. Repeated failures lock the account.",
     ]
 
 

@@ -202,6 +202,16 @@ async def test_license_pending_provisioning() -> None:
     assert "still being set up" in f.summary
 
 
+async def test_license_error_when_the_account_cannot_be_read() -> None:
+    denied = without(
+        "User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "LicenseAssignment.Read.All"
+    )
+    async with tenant(app=denied) as probe:
+        f = await run(probe, LICENSE)
+    assert f.status is Status.ERROR and f.evidence["problem"] == "permission-missing"
+    assert f.evidence["permission"] == "User.Read.All"
+
+
 async def test_license_skips_without_an_account() -> None:
     async with tenant() as probe:
         f = await run(probe, LICENSE, address="nobody@contoso.com")
@@ -371,6 +381,13 @@ async def test_devices_skip_without_a_mailbox() -> None:
     assert f.status is Status.SKIP and "no Exchange Online mailbox" in f.summary
 
 
+async def test_devices_error_without_exchange_manage_as_app() -> None:
+    async with tenant(app={"exo_permissions": ()}) as probe:
+        f = await run(probe, DEVICES, Client.MOBILE)
+    assert f.status is Status.ERROR and f.evidence["problem"] == "permission-missing"
+    assert f.evidence["permission"] == "Exchange.ManageAsApp"
+
+
 def test_devices_only_for_phones() -> None:
     assert DEVICES.applies_to(Client.MOBILE) and not DEVICES.applies_to(Client.IMAP)
 
@@ -529,6 +546,7 @@ async def test_shared_reads_happen_once_per_diagnosis() -> None:
         graph = [r.path for r in probe.world.requests("graph.microsoft.com")]
         exo = [r for r in probe.world.requests("outlook.office365.com") if "/adminapi/" in r.path]
     assert [f.status for f in findings] == [Status.PASS] * 6
+    assert probe.world.tenant is not None and probe.world.tenant.writes == []  # read only
     assert (
         sum(p.startswith(f"/v1.0/users/{ANA}?") for p in graph) == 1
     )  # account, licence, sign-ins

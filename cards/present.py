@@ -258,10 +258,28 @@ def label(key: str) -> str:
     return LABELS.get(key) or readable_key(key)
 
 
+# Mailbox protocol switches (Get-CASMailbox), as the person's apps are called.
+PROTOCOL_NAMES: dict[str, str] = {
+    "active_sync": "Exchange ActiveSync",
+    "activesync": "Exchange ActiveSync",
+    "outlook_mobile": "Outlook for iOS and Android",
+    "imap": "IMAP",
+    "pop": "POP",
+    "mapi": "MAPI (Outlook for Windows)",
+    "ews": "EWS (Exchange Web Services)",
+    "owa": "Outlook on the web",
+    "smtp_client_auth": "Authenticated SMTP",
+    "smtp_auth": "Authenticated SMTP",
+}
+
+
 def child_label(parent: str, key: str) -> str:
     """The label for `key` inside the value of `parent`: "Certificate valid until"."""
     if parent == "headers":
         return HEADER_LABELS.get(key.lower()) or f"Header {key}"
+    if parent in ("switches", "protocols_on", "protocol_switches"):
+        name = PROTOCOL_NAMES.get(key.lower()) or readable_key(key)
+        return f"{name} switched on"
     words = CHILD_LABELS.get(key) or readable_key(key).lower()
     base = label(parent)
     return f"{base} {words}"

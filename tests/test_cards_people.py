@@ -271,6 +271,7 @@ def test_tenant_findings_contract_keys_have_human_labels_and_fixes_show() -> Non
         "top_code": 53003,
         "requests": ["GET https://graph.microsoft.com/v1.0/users/ana@contoso.com"],
         "brandNewField_fromAService": "yes",
+        "switches": {"active_sync": False, "imap": True},
     }
     shown = {f.label: f.value for f in facts(evidence)}
     assert shown["Protocols switched off"] == "ActiveSync, Imap"
@@ -287,6 +288,8 @@ def test_tenant_findings_contract_keys_have_human_labels_and_fixes_show() -> Non
     assert shown["Most frequent error"] == "AADSTS53003"
     assert shown["Requests made"].startswith("GET https://graph.microsoft.com/")
     assert shown["Brand new field from a service"] == "yes"  # readable fallback, never the key
+    assert shown["Exchange ActiveSync switched on"] == "no"
+    assert shown["IMAP switched on"] == "yes"
     for lab in shown:
         assert "_" not in lab and not lab[0].islower()
 

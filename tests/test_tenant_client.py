@@ -36,6 +36,7 @@ from checks.tenant import (
     TenantNotFound,
     TenantUnavailable,
     Throttled,
+    auth,
 )
 from checks.tenant.client import MAX_RETRIES
 from sandbox.scenario import Record
@@ -335,3 +336,15 @@ async def test_a_cancelled_diagnosis_releases_msal_and_sends_nothing_more() -> N
         login = paths(probe, LOGIN)
     assert not any(p.startswith("POST ") for p in login), login
     assert client.last_requests == []
+
+
+async def test_a_token_graph_refuses_is_fetched_again_once() -> None:
+    # A token the resource no longer accepts (revoked, rotated keys): 401, then a fresh token.
+    async with tenant_world() as probe:
+        client = client_of(probe)
+        stale = auth.Token("eyJ0eXAiOiJKV1QifQ.e30.c3RhbGU", time.monotonic() + 3600, ())
+        client._tokens[hosts_for(Cloud.GLOBAL).graph_scope] = stale
+        user = await client.graph_get(f"/users/{ANA}")
+        posts = [r for r in probe.world.requests(LOGIN) if r.method == "POST"]
+    assert user["userPrincipalName"] == ANA
+    assert len(client.last_requests) == 2 and len(posts) == 1

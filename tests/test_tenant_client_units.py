@@ -566,3 +566,19 @@ def test_cloud_scopes() -> None:
     assert hosts_for(Cloud.GCCHIGH).exo_admin_url("t1") == (
         "https://outlook.office365.us/adminapi/beta/t1/InvokeCommand"
     )
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://evil.example/v1.0/users?$skiptoken=x",
+        "http://graph.microsoft.com/v1.0/users?$skiptoken=x",
+        "https://graph.microsoft.com.evil.example/v1.0/users",
+    ],
+)
+def test_next_links_never_take_the_token_elsewhere(link: str) -> None:
+    c = client.TenantClient(CheckSettings(), None, hosts_for(Cloud.GLOBAL))  # type: ignore[arg-type]
+    with pytest.raises(TenantUnavailable, match="next-page link"):
+        c._next_link({"@odata.nextLink": link}, "graph.microsoft.com", "GET x")
+    ok = "https://graph.microsoft.com/v1.0/users?$skiptoken=abc"
+    assert c._next_link({"@odata.nextLink": ok}, "graph.microsoft.com", "GET x") == ok

@@ -382,6 +382,14 @@ async def test_the_official_renderer_draws_card_text_as_text(tmp_path: Path) -> 
         ]
         assert c.problems == []
 
+        # The page's policy is in force: no HTML from a string, no policy but the renderer's.
+        sink = "() => { try { document.createElement('p').innerHTML = '<b>x</b>'; return 'ok'; }"
+        sink += " catch (e) { return e.name; } }"
+        assert await page.evaluate(sink) == "TypeError"
+        policy = "() => { try { trustedTypes.createPolicy('mine', {createHTML: s => s});"
+        policy += " return 'ok'; } catch (e) { return e.name; } }"
+        assert await page.evaluate(policy) == "TypeError"
+
 
 async def test_the_block_kit_preview_draws_mrkdwn_as_slack_does(tmp_path: Path) -> None:
     from playwright.async_api import expect

@@ -383,7 +383,6 @@ def _spf(facts: _Facts) -> Iterable[_Hit]:
 
 # ---- rules: inside the tenant (PLAN "Findings contract") -----------------------------------
 
-_CERTAIN = 0.9  # below every found_by confidence: what the tenant says, definitively
 _MAY_BLOCK = 0.65  # a policy that may block, depending on what mailfix cannot see
 _SIGNIN_FAILING = 0.88  # the latest sign-in to Exchange Online failed with this code
 _SIGNIN_EARLIER = 0.45  # failures in the last 48 h, but the latest sign-in succeeded
@@ -437,7 +436,8 @@ def _policies(facts: _Facts) -> Iterable[_Hit]:
     problem = facts.problem(ca)
     control = facts.ev(ca, "control")
     if problem == "ca-control-unmet" and facts.is_(ca, Status.FAIL):
-        yield _Hit(_control_cause(control), _CERTAIN + 0.03, (ca,), definitive=True)
+        cause = _control_cause(control)
+        yield _Hit(cause, CAUSES[cause].confidence, (ca,), definitive=True)
     elif problem in ("ca-blocked", "ca-control-unmet") and facts.is_(ca, Status.WARN):
         cause = "conditional-access-block" if problem == "ca-blocked" else _control_cause(control)
         yield _Hit(cause, _MAY_BLOCK, (ca,))
@@ -966,6 +966,7 @@ _SPECS: tuple[CauseSpec, ...] = (
         "A Conditional Access policy asks for multifactor authentication this app cannot give",
         (_CA, _SIGNINS),
         advice.conditional_access_mfa,
+        confidence=0.93,  # an unmet control, certain (tenant.conditional_access fail)
         aadsts=(50076, 50079, 50072, 50074),
         controls=("mfa", "authenticationStrength"),
         symptoms=_PROMPTS,
@@ -976,6 +977,7 @@ _SPECS: tuple[CauseSpec, ...] = (
         "A Conditional Access policy requires a managed device or an approved app",
         (_CA, _SIGNINS),
         advice.conditional_access_device,
+        confidence=0.93,  # an unmet control, certain (tenant.conditional_access fail)
         aadsts=(53000, 53001, 53002),
         controls=(
             "compliantDevice",

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from checks.cloud import hosts_for
-from checks.models import Client, Status
+from checks.models import Client, Side, Status
 from checks.modules.tenant import activity, mailbox
 from checks.net.types import HttpResponse
 from checks.settings import CheckSettings, Cloud
@@ -430,7 +430,7 @@ def test_certificate_without_key(tmp_path: Path) -> None:
 _CHECK = Check(
     id="tenant.signins",
     title="Recent sign-in failures",
-    side=activity.Side.IDENTITY,
+    side=Side.IDENTITY,
     clients=frozenset(Client),
     run=None,
     needs_tenant=True,

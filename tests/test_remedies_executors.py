@@ -125,6 +125,15 @@ async def test_enable_smtp_auth_when_the_mailbox_follows_an_org_default_that_dis
         assert user is not None and user.cas.smtp_client_authentication_disabled is False
 
 
+async def test_smtp_auth_already_on_through_the_organisation_is_left_alone() -> None:
+    async with tenant(smtp_client_authentication_disabled=False) as env:  # mailbox: None
+        result = await apply(propose.enable_protocol(ANA, "SmtpClientAuth"), env.client)
+        assert result.outcome is Outcome.ALREADY_DONE
+        assert "organisation's setting" in result.detail
+        assert any(r.endswith("Get-TransportConfig") for r in result.reads)
+        assert env.tenant.writes == []
+
+
 async def test_release_a_quarantined_phone() -> None:
     async with tenant(default_access_level="Quarantine") as env:
         user = env.tenant.find_user(ANA)

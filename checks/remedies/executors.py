@@ -31,7 +31,7 @@ from checks.remedies import propose
 from checks.remedies.results import Outcome, PlannedRequest
 from checks.tenant.client import TenantClient
 from checks.tenant.errors import TenantNotFound
-from checks.tenant.models import CasMailbox, MobileDevice, User
+from checks.tenant.models import CasMailbox, MobileDevice, TransportConfig, User
 
 USER_SELECT = (
     "id,userPrincipalName,mail,accountEnabled,onPremisesSyncEnabled,usageLocation,assignedLicenses"
@@ -252,6 +252,19 @@ async def _protocol_decide(
             subject=subject,
         )
     if spec.name == "SmtpClientAuth" and current is None:
+        # $null: the organisation's Get-TransportConfig value applies (§6.2)
+        try:
+            rows = await client.exo("Get-TransportConfig")
+        except TenantNotFound:
+            rows = []
+        org = TransportConfig.model_validate(rows[0]) if rows else None
+        if org is not None and org.smtp_client_authentication_disabled is False:
+            return Decision(
+                Outcome.ALREADY_DONE,
+                detail=f"{spec.words} is already on for {p.mailbox} through the "
+                "organisation's setting; nothing was sent.",
+                subject=subject,
+            )
         why = "the mailbox follows the organisation's setting, which switches it off"
     else:
         why = f"it is off for {p.mailbox}"

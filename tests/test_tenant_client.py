@@ -306,15 +306,37 @@ async def test_certificate_credential(tmp_path: Path) -> None:
     assert user["userPrincipalName"] == ANA and rows
 
 
-async def test_gcc_high_uses_its_own_hosts_and_audiences() -> None:
-    async with tenant_world(cloud=Cloud.GCCHIGH) as probe:
+@pytest.mark.parametrize(
+    ("cloud", "login", "graph", "exo"),
+    [
+        (Cloud.GCC, "login.microsoftonline.com", "graph.microsoft.com", "outlook.office365.com"),
+        (Cloud.GCCHIGH, "login.microsoftonline.us", "graph.microsoft.us", "outlook.office365.us"),
+        (
+            Cloud.DOD,
+            "login.microsoftonline.us",
+            "dod-graph.microsoft.us",
+            "outlook-dod.office365.us",
+        ),
+        (
+            Cloud.CHINA,
+            "login.chinacloudapi.cn",
+            "microsoftgraph.chinacloudapi.cn",
+            "partner.outlook.cn",
+        ),
+    ],
+)
+async def test_each_cloud_uses_its_own_hosts_and_audiences(
+    cloud: Cloud, login: str, graph: str, exo: str
+) -> None:
+    async with tenant_world(cloud=cloud) as probe:
         client = client_of(probe)
         await client.graph_get(f"/users/{ANA}")
         await client.exo("Get-CASMailbox", {"Identity": ANA})
-        login = paths(probe, "login.microsoftonline.us")
-    assert client.last_requests[0].startswith("GET https://graph.microsoft.us/v1.0/users/")
-    assert client.last_requests[1].startswith("POST https://outlook.office365.us/adminapi/beta/")
-    assert login.count(f"POST /{client.tenant}/oauth2/v2.0/token") == 2
+        seen = paths(probe, login)
+    assert client.last_requests[0].startswith(f"GET https://{graph}/v1.0/users/")
+    assert client.last_requests[1].startswith(f"POST https://{exo}/adminapi/beta/")
+    # One token per audience (the sandbox refuses a Graph token at Exchange and the reverse).
+    assert seen.count(f"POST /{client.tenant}/oauth2/v2.0/token") == 2
 
 
 async def test_a_cancelled_diagnosis_releases_msal_and_sends_nothing_more() -> None:

@@ -33,6 +33,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_server import Server
 
 from bot.limits import RateLimiter
@@ -99,6 +100,7 @@ def create_app(
     - `slack_client`: an `AsyncWebClient` to use instead of one built from the settings.
     """
     install_redaction(settings.secret_values())
+    quiet_malformed_http()
     own_store = store is None
     if store is None:
         store = SqlStore.from_url(settings.database_url)
@@ -346,6 +348,34 @@ def _guard(limit: int, body_timeout: float = 15.0) -> Any:
             )
 
     return guard
+
+
+class _MalformedHttp(logging.Filter):
+    """aiohttp logs a client's malformed HTTP (a 20 kB header, a bad request line) with a
+    traceback, and the exception message quotes the request's own bytes. Make it one warning
+    line naming the kind of problem: it is the client's fault, and its content is not ours to
+    log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "refused a malformed HTTP request from %s (%s, status %s)"
+            record.args = (remote, type(exc).__name__, exc.code)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_MALFORMED = _MalformedHttp()
+
+
+def quiet_malformed_http() -> None:
+    """Install the filter on aiohttp's server logger (once)."""
+    logger = logging.getLogger("aiohttp.server")
+    if _MALFORMED not in logger.filters:
+        logger.addFilter(_MALFORMED)
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -403,6 +403,18 @@ BAD_TOKENS: dict[str, tuple[Callable[[str], str], bool]] = {
         False,
     ),
     "HS256 keyed with the public key": (lambda url: hs256_with_the_public_key(claims(url)), False),
+    # Issue 8: refused on the token's own claims, before any key is fetched.
+    "no expiry": (lambda url: sign(claims(url, exp=None)), False),
+    "the Emulator's issuer (only in mailfix demo)": (
+        lambda url: sign(
+            claims(url, iss="https://sts.windows.net/d6d49420-f39b-4df7-a1dc-d59a935871db/")
+        ),
+        False,
+    ),
+    "a tenant's Entra issuer, for a multi-tenant bot": (
+        lambda url: sign(claims(url, iss=f"https://login.microsoftonline.com/{TENANT}/v2.0")),
+        False,
+    ),
     "RS256 with the signature cut off": (
         lambda url: sign(claims(url)).rsplit(".", 1)[0] + ".",
         True,
@@ -478,3 +490,193 @@ def test_the_metadata_setting_picks_the_sdks_parameterized_authentication(
     assert inner._to_channel_from_bot_oauth_scope == ISSUER
     assert inner._to_channel_from_bot_login_url == "https://login.microsoftonline.com/"
     assert inner._caller_id == "urn:botframework:azure"
+
+
+# --- the activity must match its token (issue 8) -----------------------------------------------
+
+
+def _activity_changes() -> dict[str, Callable[[dict[str, Any]], None]]:
+    def channel(value: Any) -> Callable[[dict[str, Any]], None]:
+        return lambda a: a.update(channelId=value)
+
+    return {
+        "channel webchat": channel("webchat"),
+        "channel emulator (only in mailfix demo)": channel("emulator"),
+        "no channel": lambda a: a.pop("channelId"),
+        "another service url": lambda a: a.update(serviceUrl="https://smba.example.invalid/"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_activity_changes()))
+async def test_a_good_token_does_not_cover_another_channel_or_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    async with running(tmp_path, monkeypatch) as s:
+        bot = s.bot
+        activity = bot.teams.personal("mailfix")
+        _activity_changes()[case](activity)
+        response = await bot.post(activity, **bearer(s.good_token()))
+        assert response.status == 401, await response.text()
+        await bot.idle()
+        assert bot.connector.calls == []
+
+
+async def test_identity_is_the_entra_object_id_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(tmp_path, monkeypatch) as s:
+        bot = s.bot
+        for change in ({"aadObjectId": None}, {"aadObjectId": ""}, {"aadObjectId": 7}):
+            activity = bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id="1763800000001")
+            activity["from"].update(change)
+            activity["from"] = {k: v for k, v in activity["from"].items() if v is not None}
+            response = await bot.post(activity, **bearer(s.good_token()))
+            assert response.status == 400, await response.text()
+            assert "Entra object id" in (await response.json())["message"]
+        await bot.idle()
+        assert bot.diagnose.requests == []
+        # With it, the diagnosis is stored under the object id, not the per-bot "29:" id.
+        activity = bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id="1763800000001")
+        response = await bot.post(activity, **bearer(s.good_token()))
+        assert response.status == 200
+        await bot.idle()
+        (request,) = bot.diagnose.requests
+        stored = await bot.runtime.store.get(request.diagnosis_id)
+        assert stored.person_id == activity["from"]["aadObjectId"]
+
+
+BODIES: dict[str, bytes] = {
+    "nested 100 000 deep": b"[" * 100_000 + b"]" * 100_000,
+    "an object nested 100 000 deep": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    "invalid UTF-8": b'{"type": "message", "text": "\xff\xfe"}',
+    "not JSON": b"{",
+    "null": b"null",
+    "a list": b"[1, 2, 3]",
+}
+
+
+@pytest.mark.parametrize("case", list(BODIES))
+async def test_hostile_bodies_without_a_token_are_401_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(tmp_path, monkeypatch) as s:
+        headers = {"Content-Type": "application/json"}
+        response = await s.bot.http.post("/api/messages", data=BODIES[case], headers=headers)
+        assert response.status == 401
+        forged = sign(claims(s.bot.connector.url), key=ATTACKER_KEY, kid="attacker-key")
+        response = await s.bot.http.post(
+            "/api/messages", data=BODIES[case], headers={**headers, **bearer(forged)}
+        )
+        assert response.status == 401
+        # With a good token the body is read, and refused as a short JSON 400.
+        response = await s.bot.http.post(
+            "/api/messages", data=BODIES[case], headers={**headers, **bearer(s.good_token())}
+        )
+        assert response.status == 400
+        assert set(await response.json()) == {"error", "message"}
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+
+
+# --- a silent key server must not stall anything else (issue 8) ----------------------------------
+
+
+class SilentServer:
+    """Accepts connections and never answers: a black-holed OpenID metadata host."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._held: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            self._held.append(writer)
+            await reader.read()  # until the client gives up
+
+        self._server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/v1/.well-known/openidconfiguration"
+
+    async def close(self) -> None:
+        for writer in self._held:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def test_a_silent_metadata_host_does_not_delay_healthz(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    silent = SilentServer()
+    url = await silent.start()
+    try:
+        async with running(
+            tmp_path, monkeypatch, teams_openid_metadata_url=url, teams_keys_timeout=3.0
+        ) as s:
+            bot = s.bot
+            # Forged tokens with the right issuer: their keys must be fetched, and the host
+            # never answers. Twenty of them at once, and /healthz polled meanwhile.
+            forged = [
+                sign(claims(bot.connector.url), key=ATTACKER_KEY, kid=f"k{n}") for n in range(20)
+            ]
+            waiting = [
+                asyncio.ensure_future(bot.post(bot.teams.personal("mailfix"), **bearer(token)))
+                for token in forged
+            ]
+            slowest = 0.0
+            started = time.perf_counter()
+            while not all(w.done() for w in waiting):
+                began = time.perf_counter()
+                health = await bot.http.get("/healthz")
+                slowest = max(slowest, time.perf_counter() - began)
+                assert health.status == 200
+                assert time.perf_counter() - started < 10
+            statuses = [(await w).status for w in waiting]
+            took = time.perf_counter() - started
+            # Before issue 8 every /healthz waited out the whole fetch; 1 s leaves room for a
+            # busy test machine and is still a third of that.
+            assert slowest < 1.0, f"/healthz took {slowest:.3f} s while the keys host was silent"
+            assert statuses == [503] * 20  # our outage, said honestly; never a 500
+            assert 2.5 < took < 9.0  # the fetch timeout (3 s), not 20 of them in a row
+            assert silent.connections == 1  # one fetch for all twenty: shared, not repeated
+
+            # The failure is remembered: the next forged token is answered at once, no fetch.
+            began = time.perf_counter()
+            again = await bot.post(bot.teams.personal("mailfix"), **bearer(forged[0]))
+            assert again.status == 503
+            assert time.perf_counter() - began < 0.5
+            assert silent.connections == 1
+
+            # A token naming another issuer never reaches the key host at all.
+            emulator = sign(
+                claims(
+                    bot.connector.url,
+                    iss="https://sts.windows.net/d6d49420-f39b-4df7-a1dc-d59a935871db/",
+                )
+            )
+            refused = await bot.post(bot.teams.personal("mailfix"), **bearer(emulator))
+            assert refused.status == 401
+            assert silent.connections == 1
+            await bot.idle()
+            assert bot.connector.calls == []
+    finally:
+        await silent.close()
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    print(f"\n/healthz slowest {slowest * 1000:.1f} ms while 20 forged tokens waited {took:.2f} s")
+
+
+async def test_a_token_too_long_for_a_header_is_400_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(tmp_path, monkeypatch) as s:
+        token = sign(claims(s.bot.connector.url, pad="x" * 20_000))
+        response = await s.bot.post(s.bot.teams.personal("mailfix"), **bearer(token))
+        assert response.status == 400  # aiohttp's header limit (8190 bytes), before any handler
+        await s.bot.idle()
+        assert s.keys.hits == []
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    refused = [r.getMessage() for r in caplog.records if "malformed HTTP" in r.getMessage()]
+    assert len(refused) == 1 and "LineTooLong" in refused[0]
+    assert "xxxxxxxx" not in caplog.text and token[:40] not in caplog.text

@@ -47,7 +47,7 @@ from sandbox.services.configs import (
     RealmInfo,
     WebsiteConfig,
 )
-from sandbox.tenant.build import IPHONE_ID, tenant_data
+from sandbox.tenant.build import IPHONE_ID, SANDBOX_SECRET, tenant_data
 from sandbox.tenant.models import (
     EXCHANGE_S_ENTERPRISE,
     SKU_APPS_FOR_BUSINESS,
@@ -57,6 +57,7 @@ from sandbox.tenant.models import (
     AssignedLicense,
     CasSettings,
     ClientAccessRule,
+    ClientSecret,
     DeviceAccessRule,
     Group,
     ProvisioningError,
@@ -929,6 +930,31 @@ def _tenant_scenarios(onprem: Host) -> list[Scenario]:
         )
     )
 
+    add(
+        with_tenant(
+            "tenant-dod-healthy",
+            "DoD tenant checked: nothing in the way",
+            "The healthy tenant in the US Department of Defense cloud: Graph at "
+            "dod-graph.microsoft.us, Exchange at outlook-dod.office365.us.",
+            [tenant_ok(c, DEVICE) for c in (OUTLOOK, MOBILE)],
+            parts=tenant("army-unit.mil", cloud=Cloud.DOD),
+            domain="army-unit.mil",
+            cloud=Cloud.DOD,
+        )
+    )
+    add(
+        with_tenant(
+            "tenant-21vianet-healthy",
+            "21Vianet tenant checked: nothing in the way",
+            "The healthy tenant operated by 21Vianet: login.chinacloudapi.cn, Graph at "
+            "microsoftgraph.chinacloudapi.cn, Exchange at partner.outlook.cn.",
+            [tenant_ok(c, DEVICE) for c in (OUTLOOK, MOBILE)],
+            parts=tenant("contoso.cn", cloud=Cloud.CHINA),
+            domain="contoso.cn",
+            cloud=Cloud.CHINA,
+        )
+    )
+
     # -- the account --
     add(
         with_tenant(
@@ -1401,6 +1427,72 @@ def _tenant_scenarios(onprem: Host) -> list[Scenario]:
             "retries, and the diagnosis is complete.",
             [tenant_ok(c, DEVICE) for c in (OUTLOOK, MOBILE)],
             throttles=(Throttle(service="graph", path="/users/", times=1, retry_after=1),),
+        )
+    )
+
+    add(
+        with_tenant(
+            "throttled-graph-persistent",
+            "Graph keeps throttling",
+            "Every user lookup is answered 429 with Retry-After: 1: mailfix retries a bounded "
+            "number of times, then says the tenant could not be read in time — and does not "
+            "claim the account is fine.",
+            [
+                only(
+                    OUTLOOK,
+                    DEVICE,
+                    {"tenant.account": E, "tenant.license": E, "tenant.service_health": P},
+                )
+            ],
+            throttles=(Throttle(service="graph", path="/users/", times=-1, retry_after=1),),
+        )
+    )
+    add(
+        with_tenant(
+            "app-secret-expired",
+            "mailfix's client secret expired",
+            "The app registration's only secret expired (AADSTS7000222): mailfix cannot sign in "
+            "to the tenant, so every tenant check is an error; the network checks still run.",
+            [
+                Expectation(
+                    client=OUTLOOK,
+                    statuses={
+                        **HEALTHY[OUTLOOK],
+                        **{c: E for c in TENANT_OK[OUTLOOK] if c != "tenant.client_access_rules"},
+                    },
+                    top_cause=DEVICE,
+                )
+            ],
+            app={"secrets": (ClientSecret(value=SANDBOX_SECRET, expired=True),)},
+        )
+    )
+    add(
+        with_tenant(
+            "permission-missing-exchange-role",
+            "mailfix has Exchange.ManageAsApp but no Entra role",
+            "The admin consented Exchange.ManageAsApp but assigned no Entra role to the app: "
+            "every cmdlet 'is not recognized' for it. The Exchange checks say which role to "
+            "assign; Graph checks still run.",
+            [
+                only(
+                    MOBILE,
+                    DEVICE,
+                    {"tenant.mailbox": E, "tenant.devices": E, "tenant.account": P},
+                    also=("tenant-permission-missing",),
+                )
+            ],
+            app={"directory_roles": ()},
+        )
+    )
+    add(
+        with_tenant(
+            "ca-block-legacy-no-what-if",
+            "Legacy block where Graph's What-If is not available",
+            "The same legacy-authentication block, in a tenant where the beta What-If "
+            "evaluation is refused: mailfix evaluates the policy itself and still names it.",
+            [tenant_ok(IMAP, "conditional-access-block", CA_FAIL), tenant_ok(OUTLOOK, DEVICE)],
+            ca_policies=(block_legacy,),
+            what_if=False,
         )
     )
 

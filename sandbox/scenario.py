@@ -433,7 +433,10 @@ def microsoft_hosts(
     for role, fields in overrides.items():
         host_name, lst = roles[role]
         roles[role] = (host_name, _changed(lst, fields))
-    # One host per name, in a stable order; 21Vianet serves POX and the CNAME on one name.
+    # One host per name, in a stable order; 21Vianet serves POX and the CNAME on one name: its
+    # HTTPS listener is the POX endpoint (the redirect's target), plain HTTP redirects to it.
+    if ch.autodiscover_cname == ch.autodiscover_pox and "autodiscover_https" not in overrides:
+        del roles["autodiscover_https"]
     by_host: dict[str, list[Listener]] = {}
     for host_name, lst in roles.values():
         by_host.setdefault(host_name, [])

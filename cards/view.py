@@ -128,6 +128,27 @@ class CauseView:
     side: str  # "in your organisation's DNS records"
 
 
+_YOU = ("You: ", "You - ")
+_HELPDESK = ("Helpdesk: ", "Helpdesk - ")
+
+
+def split_steps(steps: list[str]) -> tuple[list[str], list[str]]:
+    """The advice's "You: …" lines (and unmarked ones, the app's own steps) for the person,
+    "Helpdesk: …" lines for the helpdesk, each without its prefix."""
+    person: list[str] = []
+    helpdesk: list[str] = []
+    for step in steps:
+        text = " ".join(step.split())
+        if text.startswith(_HELPDESK):
+            helpdesk.append(text.split(" ", 1)[1].strip())
+        elif text.startswith(_YOU):
+            rest = text.split(" ", 1)[1].strip()
+            person.append(rest[:1].upper() + rest[1:])
+        elif text:
+            person.append(text)
+    return person, helpdesk
+
+
 @dataclass(frozen=True)
 class ResultsView:
     # the person
@@ -137,7 +158,9 @@ class ResultsView:
     passed: list[str]  # titles
     not_checked: list[NotChecked]  # the ones worth telling the person (they apply to the app)
     counts: list[tuple[Status, int]]  # non-zero counts in display order
+    person_steps: list[str]  # what the person can do in their app
     # the helpdesk
+    helpdesk_steps: list[str]  # what the helpdesk can do about the top cause
     causes: list[CauseView]
     findings: list[FindingView]  # everything that ran, worst first
     skipped: list[NotChecked]  # every skip reason, one line each
@@ -209,7 +232,10 @@ def results_view(data: ResultsData, d: Detail) -> ResultsView:
         (s, n) for s in STATUS_ORDER if (n := sum(1 for f in report.findings if f.status is s))
     ]
     top = report.top_cause
+    person_steps, helpdesk_steps = split_steps(data.next_steps)
     return ResultsView(
+        person_steps=person_steps,
+        helpdesk_steps=helpdesk_steps,
         top_title=top.title if top else None,
         top_side=SIDE_PHRASES[top.side] if top else None,
         problems=[v for v in full if v.status in (Status.FAIL, Status.ERROR, Status.WARN)],

@@ -387,3 +387,30 @@ def test_mobile_tls_advice_does_not_mention_a_computer() -> None:
     hosts = CLOUDS[Cloud.GLOBAL]
     mobile = " ".join(cause_steps("tls-inspection", Client.MOBILE, hosts))
     assert mobile and "computer" not in mobile
+
+
+def test_the_person_gets_their_steps_and_the_helpdesk_gets_theirs(
+    reports: dict[str, Report],
+) -> None:
+    report = reports["autodiscover-cname-missing"]
+    steps = [
+        "You: until it is fixed, set the account up by hand with server outlook.office365.com.",
+        "Helpdesk: create the record autodiscover.<domain> CNAME autodiscover.outlook.com.",
+    ]
+    card = render(
+        _spec(report).model_copy(update={"data": {**_spec(report).data, "next_steps": steps}}),
+        Target.ADAPTIVE,
+    )
+    person = "\n".join(_visible({"body": [b for b in card["body"] if b.get("id") != "details"]}))
+    assert "1. Until it is fixed, set the account up by hand" in person
+    assert "Helpdesk:" not in person and "CNAME autodiscover.outlook.com" not in person
+    (details,) = [b for b in card["body"] if b.get("id") == "details"]
+    helpdesk = "\n".join(_visible(details)).replace("*", "")
+    assert "What the helpdesk can do:\n1. create the record autodiscover.<domain> CNAME" in helpdesk
+
+    only_helpdesk = {**_spec(report).data, "next_steps": steps[1:]}
+    for target in (Target.ADAPTIVE, Target.SLACK_MESSAGE):
+        out = render(CardSpec(template="results", data=only_helpdesk), target)
+        seen = "\n".join(_visible(out)).replace("*", "")
+        assert "Nothing to change in Outlook for Windows: the helpdesk has to fix this." in seen
+        assert "Press Escalate to helpdesk" in seen

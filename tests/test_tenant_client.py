@@ -370,3 +370,12 @@ async def test_a_token_graph_refuses_is_fetched_again_once() -> None:
         posts = [r for r in probe.world.requests(LOGIN) if r.method == "POST"]
     assert user["userPrincipalName"] == ANA
     assert len(client.last_requests) == 2 and len(posts) == 1
+
+
+async def test_concurrent_diagnoses_share_one_token_request() -> None:
+    async with tenant_world() as probe:
+        clients = [client_of(probe) for _ in range(8)]
+        users = await asyncio.gather(*(c.graph_get(f"/users/{ANA}") for c in clients))
+        posts = [r for r in probe.world.requests(LOGIN) if r.method == "POST"]
+    assert {u["userPrincipalName"] for u in users} == {ANA}
+    assert len(posts) == 1

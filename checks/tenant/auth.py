@@ -199,6 +199,7 @@ def forget_applications() -> None:
     """Drop every cached msal application and its token cache (tests; a credential rotation)."""
     with _APPS_LOCK:
         _APPS.clear()
+        _SCOPE_LOCKS.clear()
 
 
 def _app_key(settings: CheckSettings, cloud: CloudHosts) -> tuple[str, ...]:
@@ -301,13 +302,23 @@ class Token:
     requests: tuple[str, ...]  # what msal sent for it ("POST https://login…/token"); empty = cache
 
 
+_SCOPE_LOCKS: dict[tuple[tuple[str, ...], str], threading.Lock] = {}
+
+
 def _acquire_in_thread(
     call: _Call, settings: CheckSettings, cloud: CloudHosts, scope: str
 ) -> tuple[dict[str, Any], float]:
     _CALL.set(call)  # this worker thread's context only (asyncio.to_thread copies a context)
     app = _application(settings, cloud)
-    started = time.monotonic()
-    result: dict[str, Any] = app.acquire_token_for_client(scopes=[scope])
+    with _APPS_LOCK:
+        lock = _SCOPE_LOCKS.setdefault((_app_key(settings, cloud), scope), threading.Lock())
+    # Concurrent diagnoses wait for the first token request instead of each sending one; the
+    # others then read msal's cache.
+    with lock:
+        if call.abandoned.is_set():
+            raise TenantUnavailable("the diagnosis no longer waits for this sign-in")
+        started = time.monotonic()
+        result: dict[str, Any] = app.acquire_token_for_client(scopes=[scope])
     return result, started
 
 

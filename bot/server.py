@@ -402,6 +402,9 @@ class GuardedRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, settings: Settings, **kwargs: Any) -> None:
         kwargs.setdefault("keepalive_timeout", settings.header_timeout)
+        # After an early answer (413, 408), aiohttp reads what is left of the body for up to
+        # this long before closing: short, or a slow sender holds the connection on.
+        kwargs.setdefault("lingering_time", 2.0)
         kwargs.setdefault("access_log_format", '%a "%r" %s %b %Tfs')
         super().__init__(app, **kwargs)
         self.max_connections = settings.max_connections

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _checkworld import FAST, Probe, checked, scenario
+from _checkworld import FAST, Probe, checked, custom_https, random_base, scenario
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -379,3 +380,46 @@ async def test_concurrent_diagnoses_share_one_token_request() -> None:
         posts = [r for r in probe.world.requests(LOGIN) if r.method == "POST"]
     assert {u["userPrincipalName"] for u in users} == {ANA}
     assert len(posts) == 1
+
+
+async def test_a_refused_token_stays_the_news_when_instance_discovery_fails_too() -> None:
+    # msal asks instance discovery after a refused token request. Here that fails (500): the
+    # admin must still read "wrong secret", not "the sign-in service is down". A login host of
+    # our own, because the sandbox's discovery never fails.
+    base = random_base()
+    ip = f"{base}.200"
+
+    async def login(request: web.Request) -> web.Response:
+        if request.path.endswith("/openid-configuration"):
+            root = f"https://{LOGIN}/{TENANT}"
+            return web.json_response(
+                {
+                    "issuer": f"{root}/v2.0",
+                    "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
+                    "token_endpoint": f"{root}/oauth2/v2.0/token",
+                }
+            )
+        if request.method == "POST":
+            return web.json_response(
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided.",
+                    "error_codes": [7000215],
+                },
+                status=401,
+            )
+        return web.Response(status=500, text="discovery is down")
+
+    sc = scenario(with_microsoft=False, records=[Record(name=LOGIN, rdtype="A", value=ip)])
+    async with custom_https(ip, [LOGIN], login) as port, checked(
+        sc,
+        base=base,
+        extra_ports={(ip, 443): port},
+        tenant_id=TENANT,
+        client_id=APP,
+        client_secret=SECRET,
+    ) as probe:
+        client = client_of(probe)
+        with pytest.raises(TenantAuthFailed) as info:
+            await client.graph_get(f"/users/{ANA}")
+    assert info.value.aadsts == 7000215

@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import hashlib
+import json
 import re
 import threading
 import time
@@ -32,6 +33,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import msal
+import msal.exceptions
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -68,7 +70,11 @@ class _BridgeResponse:
 
     def raise_for_status(self) -> None:
         if self.status_code >= 400:
-            raise TenantUnavailable(f"the sign-in service answered HTTP {self.status_code}")
+            raise _DiscoveryFailed(f"the sign-in service answered HTTP {self.status_code}")
+
+
+class _DiscoveryFailed(TenantUnavailable):
+    """msal's own check of a discovery answer failed (it calls raise_for_status on those)."""
 
 
 @dataclass
@@ -81,6 +87,7 @@ class _Call:
     sent: list[str] = field(default_factory=list)  # "GET https://login…" (no bodies)
     last_status: int | None = None  # of the last token POST
     last_retry_after: float | None = None
+    last_post_text: str = ""  # the token endpoint's answer (an answer: it holds no secret)
     abandoned: threading.Event = field(default_factory=threading.Event)
     pending: set[concurrent.futures.Future[Any]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -167,6 +174,7 @@ class SeamHttpClient:
         if method == "POST":  # the token request (discovery GETs that follow do not count)
             call.last_status = response.status
             call.last_retry_after = _retry_after(response.headers.get("retry-after"))
+            call.last_post_text = response.body.decode("utf-8", errors="replace")
         text = response.body.decode("utf-8", errors="replace")
         return _BridgeResponse(response.status, text, response.headers)
 
@@ -357,6 +365,17 @@ async def acquire_token(
             for future in list(call.pending):
                 future.cancel()
         raise
+    except (_DiscoveryFailed, msal.exceptions.MsalError, ValueError, KeyError) as exc:
+        # msal checks its discovery answers itself (raise_for_status, JSON, keys) and asks
+        # instance discovery after a refused token request: when that fails too, the refusal
+        # is still the news. Otherwise the sign-in service gave an answer msal could not use.
+        refused = _json_object(call.last_post_text)
+        if refused.get("error"):
+            raise _token_error(refused, call, token_url) from None
+        where = call.sent[-1] if call.sent else token_url
+        raise TenantUnavailable(
+            f"the sign-in service gave an unusable answer ({type(exc).__name__})", request=where
+        ) from exc
     except TenantError as exc:
         exc.request = exc.request or (call.sent[-1] if call.sent else token_url)
         raise
@@ -373,6 +392,14 @@ async def acquire_token(
             requests=tuple(call.sent),
         )
     raise _token_error(result, call, token_url)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _token_error(result: Mapping[str, Any], call: _Call, token_url: str) -> TenantError:

@@ -246,6 +246,7 @@ def demo_settings(state_dir: Path, **overrides: Any) -> DemoSettings:
         "deadline": 20.0,
         "rate_limit_count": 30,  # people try many addresses in a demo
         "shutdown_grace": 1.0,
+        "teams_emulator": True,  # the Bot Framework Emulator's channel and issuers: demo only
     }
     fields.update(overrides)
     return DemoSettings(**fields)

@@ -12,7 +12,7 @@ import asyncio
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -20,8 +20,11 @@ from typer.exceptions import TyperException
 
 from bot.fix_cli import fix_command
 from checks.address import InvalidAddress, parse_address
-from checks.models import Client
+from checks.models import Client, Report
 from checks.runner import DEFAULT_DEADLINE, MAX_DEADLINE, diagnose
+
+if TYPE_CHECKING:
+    from checks.settings import CheckSettings
 
 MAX_SYMPTOM_LENGTH = 2000
 
@@ -152,7 +155,17 @@ def diagnose_command(
                 on_progress=progress.update,
             )
         )
-    print_report(report)
+    print_report(report, _advice(report, settings))
+
+
+def _advice(report: Report, settings: CheckSettings) -> list[str]:
+    """What to do about the top cause, for the tree ("You: …" and "Helpdesk: …" lines)."""
+    from checks.advice import cause_steps
+    from checks.cloud import hosts_for
+
+    top = report.top_cause
+    hosts = hosts_for(settings.cloud)
+    return cause_steps(top.id, report.client, hosts) if top is not None else []
 
 
 @app.command("serve")

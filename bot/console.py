@@ -23,7 +23,7 @@ from cards.present import (
     trace_line,
 )
 from cards.text import truncate
-from cards.view import SIDE_PHRASES, STATUS_ORDER
+from cards.view import SIDE_PHRASES, STATUS_ORDER, split_steps
 from checks.models import Client, Finding, Report, Status
 from checks.registry import CATALOGUE
 
@@ -123,9 +123,10 @@ def _step(step: TraceStep) -> Text:
     )
 
 
-def report_tree(report: Report) -> Tree:
-    """The report in words, as on the helpdesk's card (cards.present): labelled facts, the
-    numbered trace with expected failures marked, one line per reason for skipped checks."""
+def report_tree(report: Report, steps: list[str] | None = None) -> Tree:
+    """The report in words, as on the helpdesk's card (cards.present): the top cause and what
+    to do about it (`steps`: the advice, "You: …" and "Helpdesk: …" lines), labelled facts,
+    the numbered trace with expected failures marked, one line per reason for skipped checks."""
     root = Tree(Text(f"mailfix report for {report.address} ({report.client.value})", "bold"))
     top = report.top_cause
     if top is not None:
@@ -138,6 +139,15 @@ def report_tree(report: Report) -> Tree:
         )
         for other in report.causes[1:4]:
             cause.add(Text(f"also possible: {other.title} ({other.confidence:.0%})", "dim"))
+    person, helpdesk = split_steps(steps or [])
+    for heading, lines in (
+        ("What the person can do", person),
+        ("What the helpdesk can do", helpdesk),
+    ):
+        if lines:
+            node = root.add(Text(heading, "bold"))
+            for n, line in enumerate(lines, 1):
+                node.add(Text(f"{n}. {line}", "cyan"))
     checks = root.add(Text("Checks", "bold"))
     order = {s: i for i, s in enumerate(STATUS_ORDER)}
     for finding in sorted(report.findings, key=lambda f: order[f.status]):
@@ -171,6 +181,6 @@ def report_tree(report: Report) -> Tree:
     return root
 
 
-def print_report(report: Report) -> None:
+def print_report(report: Report, steps: list[str] | None = None) -> None:
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
-    console.print(report_tree(report))
+    console.print(report_tree(report, steps))

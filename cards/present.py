@@ -405,6 +405,8 @@ def facts(evidence: Mapping[str, Any], *, has_trace: bool = False) -> list[Fact]
         if key == "mailbox_setting" and value is None:
             out.append(Fact(label(key), "not set (the organisation's setting applies)"))
             continue
+        if key == "host" and value == evidence.get("name"):
+            continue  # a DNS check names the same host twice
         if key == "address" and isinstance(value, str):
             out.append(Fact("Mail address" if "@" in value else "IP address", value))
             continue

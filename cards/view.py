@@ -140,7 +140,8 @@ def split_steps(steps: list[str]) -> tuple[list[str], list[str]]:
     for step in steps:
         text = " ".join(step.split())
         if text.startswith(_HELPDESK):
-            helpdesk.append(text.split(" ", 1)[1].strip())
+            rest = text.split(" ", 1)[1].strip()
+            helpdesk.append(rest[:1].upper() + rest[1:])
         elif text.startswith(_YOU):
             rest = text.split(" ", 1)[1].strip()
             person.append(rest[:1].upper() + rest[1:])

@@ -406,7 +406,7 @@ def test_the_person_gets_their_steps_and_the_helpdesk_gets_theirs(
     assert "Helpdesk:" not in person and "CNAME autodiscover.outlook.com" not in person
     (details,) = [b for b in card["body"] if b.get("id") == "details"]
     helpdesk = "\n".join(_visible(details)).replace("*", "")
-    assert "What the helpdesk can do:\n1. create the record autodiscover.<domain> CNAME" in helpdesk
+    assert "What the helpdesk can do:\n1. Create the record autodiscover.<domain> CNAME" in helpdesk
 
     only_helpdesk = {**_spec(report).data, "next_steps": steps[1:]}
     for target in (Target.ADAPTIVE, Target.SLACK_MESSAGE):

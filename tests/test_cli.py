@@ -143,6 +143,7 @@ def test_human_output_shows_tree(offline_env: dict[str, str]) -> None:
     for raw in ("None", "True", "False", "dns.mx", "{'", '{"', "rcode"):
         assert raw not in out, raw
     assert "DNS answer code: NXDOMAIN" in out
+    assert "What the helpdesk can do" in out  # the top cause's advice, in words
     # skipped checks: one line per reason
     assert out.count("needs admin consent") + out.count("Needs admin consent") <= 1
 

@@ -582,3 +582,34 @@ def test_next_links_never_take_the_token_elsewhere(link: str) -> None:
         c._next_link({"@odata.nextLink": link}, "graph.microsoft.com", "GET x")
     ok = "https://graph.microsoft.com/v1.0/users?$skiptoken=abc"
     assert c._next_link({"@odata.nextLink": ok}, "graph.microsoft.com", "GET x") == ok
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "followed"),
+    [
+        (302, "https://outlook.office365.com/adminapi/beta/t/InvokeCommand", True),
+        (307, "https://nam12.outlook.office365.com/adminapi/beta/t/InvokeCommand", True),
+        (302, "/adminapi/beta/t/InvokeCommand?x=1", True),
+        (302, "https://evil.example/adminapi/beta/t/InvokeCommand", False),
+        (302, "http://outlook.office365.com/adminapi/beta/t/InvokeCommand", False),
+        (302, "https://outlook.office365.com.evil.example/x", False),
+        (303, "https://outlook.office365.com/x", False),
+    ],
+)
+def test_exchange_redirects_stay_on_the_exchange_host(
+    status: int, location: str, followed: bool
+) -> None:
+    c = client.TenantClient(CheckSettings(), None, hosts_for(Cloud.GLOBAL))  # type: ignore[arg-type]
+    response = HttpResponse(
+        url="https://outlook.office365.com/adminapi/beta/t/InvokeCommand",
+        status=status,
+        headers={"location": location},
+        body=b"",
+        truncated=False,
+        hops=[],
+        cert=None,
+    )
+    moved = c._exo_redirect(response)
+    assert (moved is not None) is followed
+    if followed:
+        assert moved is not None and moved.startswith("https://")

@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from checks.cloud import CloudHosts
 from checks.net.errors import NetError
@@ -46,6 +46,7 @@ from checks.tenant.errors import (
 
 MAX_PAGES = 50  # a page set longer than this is cut (servers may page at 2 items)
 MAX_RETRIES = 3  # waits after a 429 / 503 / 504 before giving up
+MAX_EXO_REDIRECTS = 3
 MAX_WAIT = 30.0  # seconds; a longer Retry-After is not worth a diagnosis
 BACKOFF = (1.0, 2.0, 4.0)  # when the server gives no Retry-After
 DEADLINE_MARGIN = 0.5  # seconds kept free before the deadline for the request after the wait
@@ -374,9 +375,15 @@ class TenantClient:
         url: str | None = self.cloud.exo_admin_url(self.tenant)
         items: list[dict[str, Any]] = []
         pages = 0
+        redirects = 0
         while url is not None and pages < MAX_PAGES:
             label = f"POST {url} ({cmdlet})"
             response = await self._send("POST", url, headers, body, self.cloud.exo_scope, cmdlet)
+            moved = self._exo_redirect(response)
+            if moved is not None and redirects < MAX_EXO_REDIRECTS:
+                redirects += 1
+                url = moved  # the front door sends some tenants to a backend host (§6.3 (a))
+                continue
             pages += 1
             if response.status >= 300:
                 raise self._exo_error(response, cmdlet, label)
@@ -388,6 +395,21 @@ class TenantClient:
                 items.append(data)  # a single object without the collection envelope
             url = self._next_link(data, self.cloud.exo, label)
         return items
+
+    def _exo_redirect(self, response: HttpResponse) -> str | None:
+        """Where a 301/302/307/308 sends the POST, if it stays on the EXO host or below it
+        (the token's audience); None otherwise."""
+        if response.status not in (301, 302, 307, 308):
+            return None
+        location = response.headers.get("location")
+        if not location:
+            return None
+        target = urlsplit(urljoin(response.url, location))
+        host = (target.hostname or "").lower()
+        exo = self.cloud.exo.lower()
+        if target.scheme != "https" or not (host == exo or host.endswith("." + exo)):
+            return None
+        return target.geturl()
 
     def _exo_error(self, response: HttpResponse, cmdlet: str, label: str) -> TenantError:
         code, message = _error_body(response)
@@ -522,11 +544,12 @@ class TenantClient:
                 past_deadline = remaining is not None and wait > remaining - DEADLINE_MARGIN
                 if attempt >= MAX_RETRIES or wait > MAX_WAIT or past_deadline:
                     host = urlsplit(url).hostname
-                    why = (
-                        "the wait would pass the diagnosis deadline"
-                        if past_deadline
-                        else f"still busy after {attempt + 1} tries"
-                    )
+                    if past_deadline:
+                        why = "the wait would pass the diagnosis deadline"
+                    elif wait > MAX_WAIT:
+                        why = f"longer than the {MAX_WAIT:g} s mailfix waits"
+                    else:
+                        why = f"still busy after {attempt + 1} tries"
                     if response.status == 429 or given:
                         raise Throttled(
                             f"{host} is throttling mailfix (asked to wait {wait:g} s; {why}).",

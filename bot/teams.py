@@ -1123,6 +1123,8 @@ def _activity_problem(body: Any) -> str | None:
         value = body.get(key)
         if not isinstance(value, dict) or not isinstance(value.get("id"), str):
             return f"The activity has no {key} id."
+    if body["type"] == ActivityTypes.invoke and not isinstance(body.get("name"), str):
+        return "The invoke has no name."
     try:
         Activity().deserialize(body)
     except Exception:  # msrest's DeserializationError and friends

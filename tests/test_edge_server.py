@@ -22,7 +22,7 @@ import pytest
 from _slackfake import FakeDiagnose
 from _teamsfake import Activities, FakeConnector, GatedDiagnose
 
-from bot.server import create_app, start
+from bot.server import RUNTIME, create_app, start
 from bot.settings import Settings
 from bot.teams import create_teams_handler
 from dialogs.queue import QueueClosed, QueueFull, RunQueue
@@ -256,3 +256,102 @@ async def test_the_queue_is_first_come_first_served_and_counts_who_is_ahead() ->
     b.release()
     c.release()
     assert queue.running == 0 and queue.latest_start() is None
+
+
+def _odd(change: Any) -> Any:
+    return change
+
+
+def _set(path: str, value: Any) -> Any:
+    def apply(activity: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = activity
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    return apply
+
+
+ODD_ACTIVITIES: dict[str, tuple[str, Any]] = {
+    "text a number": ("personal", _set("text", 5)),
+    "text a list": ("personal", _set("text", ["mailfix"])),
+    "entities a string": ("channel", _set("entities", "mention")),
+    "entities [1, null]": ("channel", _set("entities", [1, None])),
+    "mention without text": ("channel", _set("entities", [{"type": "mention", "mentioned": 5}])),
+    "from name a dict": ("personal", _set("from.name", {"a": 1})),
+    "conversation type a number": ("personal", _set("conversation.conversationType", 3)),
+    "channelData a string": ("personal", _set("channelData", "x")),
+    "channelData tenant a list": ("personal", _set("channelData.tenant", [1])),
+    "value a list": ("submit", _set("value", [1, 2])),
+    "value a string": ("submit", _set("value", "mailfix.intake")),
+    "verb a number": ("submit", _set("value", {"verb": 5})),
+    "invoke value a list": ("execute", _set("value", [1])),
+    "invoke action a string": ("execute", _set("value", {"action": "Action.Execute"})),
+    "invoke data a list": (
+        "execute",
+        _set("value", {"action": {"type": "Action.Execute", "verb": "mailfix.intake", "data": []}}),
+    ),
+    "invoke verb a dict": (
+        "execute",
+        _set("value", {"action": {"type": "Action.Execute", "verb": {"a": 1}, "data": {}}}),
+    ),
+    "invoke answers of the wrong types": (
+        "execute",
+        _set(
+            "value",
+            {
+                "action": {
+                    "type": "Action.Execute",
+                    "verb": "mailfix.intake",
+                    "data": {"address": ["a"], "app": 5, "symptom": {"x": 1}, "where": None},
+                }
+            },
+        ),
+    ),
+    "diagnosis id a dict": (
+        "execute",
+        _set(
+            "value",
+            {
+                "action": {
+                    "type": "Action.Execute",
+                    "verb": "mailfix.fixed",
+                    "data": {"diagnosis_id": {"a": 1}},
+                }
+            },
+        ),
+    ),
+    "invoke name a number": ("execute", _set("name", 5)),
+    "replyToId a number": ("execute", _set("replyToId", 5)),
+    "timestamp not a date": ("personal", _set("timestamp", "yesterday")),
+    "locale a number": ("personal", _set("locale", 5)),
+    "recipient id a number": ("personal", _set("recipient.id", 5)),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_ACTIVITIES))
+async def test_odd_teams_activities_get_an_answer_never_a_500(
+    tmp_path: Path, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    kind, change = ODD_ACTIVITIES[case]
+    async with teams(tmp_path) as (http, activities, _):
+        activity = {
+            "personal": lambda: activities.personal("mailfix"),
+            "channel": lambda: activities.channel("mailfix"),
+            "submit": lambda: activities.submit({"verb": "mailfix.intake"}, card_id="1"),
+            "execute": lambda: activities.execute("mailfix.intake", {}, card_id="1"),
+        }[kind]()
+        change(activity)
+        response = await http.post("/api/messages", json=activity)
+        assert response.status in (200, 201, 400), await response.text()
+        if response.status == 400:
+            answer = await response.json()
+            # Ours ({"error", "message"}), or an invoke's error answer as Teams expects it.
+            assert set(answer) in ({"error", "message"}, {"statusCode", "type", "value"})
+        # What was accepted runs to its end without a crash in the background either.
+        async with asyncio.timeout(10):
+            await http.server.app[RUNTIME].supervisor.wait_idle()
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()], [
+        r.getMessage() for r in caplog.records if r.exc_info
+    ]

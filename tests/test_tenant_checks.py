@@ -308,6 +308,10 @@ async def test_mailbox_without_exchange_manage_as_app() -> None:
     assert f.status is Status.ERROR and f.evidence["problem"] == "permission-missing"
     assert f.evidence["permission"] == "Exchange.ManageAsApp"
     assert "Office 365 Exchange Online" in f.evidence["grant_where"]
+    assert f.evidence["requests"] == [
+        f"POST https://outlook.office365.com/adminapi/beta/{probe.world.scenario.tenant.tenant_id}"  # type: ignore[union-attr]
+        "/InvokeCommand Get-CASMailbox"
+    ]
 
 
 async def test_mailbox_without_an_entra_role() -> None:

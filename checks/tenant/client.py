@@ -377,7 +377,7 @@ class TenantClient:
         pages = 0
         redirects = 0
         while url is not None and pages < MAX_PAGES:
-            label = f"POST {url} ({cmdlet})"
+            label = f"POST {url} {cmdlet}"
             response = await self._send("POST", url, headers, body, self.cloud.exo_scope, cmdlet)
             moved = self._exo_redirect(response)
             if moved is not None and redirects < MAX_EXO_REDIRECTS:
@@ -501,7 +501,7 @@ class TenantClient:
         what: str | None = None,
     ) -> HttpResponse:
         """One request with a bearer token, 401 refresh and the throttling loop."""
-        label = f"{method} {url}" + (f" ({what})" if what else "")
+        label = f"{method} {url}" + (f" {what}" if what else "")
         refreshed = False
         attempt = 0
         while True:
@@ -517,7 +517,7 @@ class TenantClient:
                         retry_after=0.0,
                     )
                 timeout = min(timeout, remaining)
-            self._record(f"{method} {url}" + (f" {what}" if what else ""))
+            self._record(label)
             try:
                 response = await self.net.request(
                     method,

@@ -213,6 +213,48 @@ CASES: dict[str, Case] = {
     "command without user": Case(
         lambda: signed(urlencode({"command": "/mailfix", "text": MARKER}).encode(), FORM), 400
     ),
+    # --- signed, readable, answers of the wrong types: the form comes back with errors -------
+    "answers of the wrong types": Case(
+        lambda: signed(
+            SIGN.submission(
+                {"address": ["a@b.c"], "app": 5, "symptom": {"x": 1}, "since": [], "where": 7}
+            )[0].encode(),
+            FORM,
+        ),
+        200,
+    ),
+    "an address with a right-to-left override": Case(
+        lambda: signed(
+            SIGN.submission({**GOOD_ANSWERS, "address": "ana\u202e@contoso.com"})[0].encode(),
+            FORM,
+        ),
+        200,
+    ),
+    "elements that are not objects": Case(
+        lambda: signed(
+            payload(submission(state={"values": {"address": {"address": 5}, "app": {"x": [1]}}})),
+            FORM,
+        ),
+        200,
+    ),
+    "selected option a string": Case(
+        lambda: signed(
+            payload(
+                submission(
+                    state={
+                        "values": {
+                            "app": {"app": {"type": "static_select", "selected_option": "x"}},
+                            "since": {
+                                "since": {"type": "checkboxes", "selected_options": [1, "a"]}
+                            },
+                        }
+                    }
+                )
+            ),
+            FORM,
+        ),
+        200,
+    ),
     # --- signed, well formed, not for us: acked and ignored --------------------------------------
     "an event we do not handle": Case(
         lambda: signed(
@@ -264,6 +306,10 @@ async def test_hostile_request(name: str, bot: Bot, caplog: pytest.LogCaptureFix
     text = await response.text()
     await bot.runtime.supervisor.wait_idle()
     assert response.status == CASES[name].status, text
+    if response.status == 200 and text:
+        # A form sent back with its errors: words for a person, never a Python repr.
+        errors = json.loads(text)["errors"]
+        assert errors and all(isinstance(v, str) and "{" not in v for v in errors.values())
     if response.status >= 400:
         assert response.content_type == "application/json"
         answer = json.loads(text)
@@ -349,3 +395,26 @@ def test_verify_signature_rules() -> None:
     assert check(" " + str(int(now)), good) == "a timestamp that is not an integer"
     assert check(str(int(now)), "v0=ñ") == "a malformed signature"
     assert verify_signature(secret, {}, body, now=now) == "no signature"
+
+
+@pytest.mark.parametrize(
+    ("address", "words"),
+    [
+        ("ana\u202e@contoso.com", "control characters"),  # the form's own check
+        ("ana@con\u2066toso.com", "control characters"),
+        ("an\u200ba@contoso.com", "invisible character"),  # parse_address, by name
+        ("ana@contoso\ufeff.com", "invisible character"),
+        ("ana\u2060@contoso.com", "invisible character"),
+    ],
+)
+async def test_the_form_refuses_hidden_characters_in_the_address(
+    address: str, words: str, bot: Bot
+) -> None:
+    response = await bot.post(bot.sign.submission({**GOOD_ANSWERS, "address": address}))
+    assert response.status == 200
+    answer = json.loads(await response.text())
+    assert answer["response_action"] == "errors"
+    assert words in answer["errors"]["address"]
+    assert not any(ch in answer["errors"]["address"] for ch in address if not ch.isascii())
+    await bot.runtime.supervisor.wait_idle()
+    assert bot.diagnose.requests == []

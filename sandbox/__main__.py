@@ -23,7 +23,7 @@ from sandbox.catalogue import CATALOGUE, get
 from sandbox.world import World
 
 
-async def serve(scenario_id: str, latency_ms: int) -> None:
+async def serve(scenario_id: str, latency_ms: int, certificate: bool = False) -> None:
     scenario = get(scenario_id)
     if latency_ms:
         hosts = tuple(h.model_copy(update={"latency_ms": latency_ms}) for h in scenario.hosts)
@@ -33,7 +33,11 @@ async def serve(scenario_id: str, latency_ms: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with World(scenario) as world:
-        line = {"scenario": scenario.id, "address": scenario.address, "env": world.env()}
+        line = {
+            "scenario": scenario.id,
+            "address": scenario.address,
+            "env": world.env(certificate=certificate),
+        }
         if world.port_map:
             line["port_map"] = {f"{ip}:{port}": real for (ip, port), real in world.port_map.items()}
         sys.stdout.write(json.dumps(line) + "\n")
@@ -46,6 +50,12 @@ def main() -> None:
     parser.add_argument("scenario", nargs="?", default="healthy")
     parser.add_argument("--latency", type=int, default=0, help="ms per round trip on every host")
     parser.add_argument("--list", action="store_true", help="list the scenario ids and exit")
+    parser.add_argument(
+        "--certificate",
+        action="store_true",
+        help="tenant scenarios: print MAILFIX_CLIENT_CERTIFICATE (the sandbox app's PEM) "
+        "instead of MAILFIX_CLIENT_SECRET",
+    )
     args = parser.parse_args()
     if args.list:
         for scenario in CATALOGUE.values():
@@ -54,7 +64,7 @@ def main() -> None:
     if args.scenario not in CATALOGUE:
         parser.error(f"unknown scenario {args.scenario!r}; see --list")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.scenario, args.latency))
+        asyncio.run(serve(args.scenario, args.latency, args.certificate))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from sandbox.mail import MAX_LINE, TLS_HANDSHAKE_TIMEOUT, MailServer
 from sandbox.scenario import CertSpec, Fault, Host, Listener, Protocol, Scenario, a_label
 from sandbox.services import build_app
 from sandbox.services.base import SeenRequest, seen_requests
+from sandbox.tenant.build import app_certificate
 from sandbox.tenant.state import TenantState
 
 DNS_HOST = 53  # last octet of the DNS server
@@ -334,8 +335,11 @@ class World:
         fields.update(overrides)
         return CheckSettings(**fields)
 
-    def env(self) -> dict[str, str]:
-        """MAILFIX_* variables pointing a subprocess (CLI, bot) at this world."""
+    def env(self, *, certificate: bool = False) -> dict[str, str]:
+        """MAILFIX_* variables pointing a subprocess (CLI, bot) at this world. With tenant data
+        also MAILFIX_TENANT_ID, MAILFIX_CLIENT_ID and MAILFIX_CLIENT_SECRET — or, with
+        `certificate`, MAILFIX_CLIENT_CERTIFICATE (the sandbox app's PEM, written next to the CA
+        bundle) instead of the secret."""
         dns_ip, dns_port = self.dns_address
         env = {
             "MAILFIX_DNS_SERVERS": f"{dns_ip}:{dns_port}",
@@ -344,17 +348,31 @@ class World:
         }
         if self.scenario.cloud is not Cloud.GLOBAL:
             env["MAILFIX_CLOUD"] = self.scenario.cloud.value
-        for name, value in self.tenant_credentials().items():
+        for name, value in self.tenant_credentials(certificate=certificate).items():
             env[f"MAILFIX_{name.upper()}"] = value
         return env
 
-    def tenant_credentials(self) -> dict[str, str]:
-        """tenant_id, client_id and client_secret of the scenario's app (first valid secret);
-        empty without tenant data. The sandbox's secrets are test data, not credentials."""
+    def client_certificate_path(self) -> Path:
+        """The sandbox app's certificate and key (PEM) in this world's directory."""
+        if self._tmp is None:
+            raise WorldError("world not started")
+        path = Path(self._tmp.name) / "mailfix-app.pem"
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_bytes(app_certificate().pem)
+        return path
+
+    def tenant_credentials(self, *, certificate: bool = False) -> dict[str, str]:
+        """tenant_id, client_id and client_secret of the scenario's app (first valid secret) or,
+        with `certificate`, client_certificate (a path); empty without tenant data. The
+        sandbox's secrets and keys are test data, not credentials."""
         tenant = self.scenario.tenant
         if tenant is None:
             return {}
         out = {"tenant_id": tenant.tenant_id, "client_id": tenant.app.client_id}
+        if certificate:
+            out["client_certificate"] = str(self.client_certificate_path())
+            return out
         secret = next((s for s in tenant.app.secrets if not s.expired), None)
         secret = secret or next(iter(tenant.app.secrets), None)
         if secret is not None:

@@ -17,7 +17,7 @@ from checks.models import Client, Status
 from checks.registry import CATALOGUE_IDS
 from checks.runner import diagnose
 from sandbox.catalogue import CATALOGUE, get
-from sandbox.tenant.build import IPHONE_ID, SANDBOX_SECRET
+from sandbox.tenant.build import IPHONE_ID, SANDBOX_SECRET, app_certificate
 from sandbox.tenant.models import SKU_E3
 from sandbox.world import World
 
@@ -231,3 +231,20 @@ async def test_autodiscover_follows_the_live_tenant() -> None:
         found = await http.post(url, content=pox, headers=headers)
     assert "<ErrorCode>" not in found.text
     assert "<AccountType>email</AccountType>" in found.text
+
+
+async def test_mailfix_signs_in_with_the_sandbox_app_certificate() -> None:
+    """MAILFIX_CLIENT_CERTIFICATE (no secret) works against every sandbox app by default."""
+    scenario = get("imap-off")
+    async with World(scenario) as world:
+        env = world.env(certificate=True)
+        assert "MAILFIX_CLIENT_SECRET" not in env
+        path = env["MAILFIX_CLIENT_CERTIFICATE"]
+        assert path == str(world.client_certificate_path())
+        assert b"PRIVATE KEY" in app_certificate().pem
+        settings = world.settings(client_secret=None, client_certificate=path)
+        async with world.network() as net:
+            report = await diagnose(scenario.address, Client.IMAP, settings=settings, net=net)
+        token_posts = [r for r in world.requests("login.microsoftonline.com") if r.method == "POST"]
+    assert report.top_cause is not None and report.top_cause.id == "protocol-disabled"
+    assert token_posts and all(r.path.endswith("/oauth2/v2.0/token") for r in token_posts)

@@ -10,8 +10,16 @@ and the Exchange Recipient Administrator role (reads and Set-CASMailbox).
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from sandbox.tenant.models import (
     MAILFIX_GRAPH_PERMISSIONS,
@@ -28,6 +36,37 @@ from sandbox.tenant.models import (
 # Test data, not a credential: the sandbox's app secret (shown by `python -m sandbox`).
 SANDBOX_SECRET = "mfx-sandbox~not-a-real-secret.0001"  # noqa: S105 (test data)
 IPHONE_ID = "D6F1A2B3C4E5F60718293A4B5C6D7E8F"
+
+
+@dataclass(frozen=True)
+class AppCertificate:
+    pem: bytes  # private key and certificate, as MAILFIX_CLIENT_CERTIFICATE wants them
+    der: bytes  # the certificate, as the app registration holds it
+
+
+@functools.cache
+def app_certificate() -> AppCertificate:
+    """The sandbox app's certificate (made once per process; every sandbox app trusts it unless
+    its registration says `sandbox_certificate=False`)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailfix sandbox app")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ) + cert.public_bytes(serialization.Encoding.PEM)
+    return AppCertificate(pem=pem, der=cert.public_bytes(serialization.Encoding.DER))
 
 
 def person(

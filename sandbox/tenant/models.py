@@ -282,6 +282,9 @@ class AppRegistration(_Frozen):
     display_name: str = "mailfix"
     secrets: tuple[ClientSecret, ...] = ()
     certificates: tuple[bytes, ...] = ()
+    # The sandbox's own app certificate (sandbox.tenant.build.app_certificate) is registered too,
+    # so MAILFIX_CLIENT_CERTIFICATE can point at it (`World.env(certificate=True)`).
+    sandbox_certificate: bool = True
     graph_permissions: tuple[str, ...] = ()
     exo_permissions: tuple[str, ...] = ("Exchange.ManageAsApp",)
     directory_roles: tuple[str, ...] = ("Global Reader",)

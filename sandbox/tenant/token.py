@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from sandbox.services import base
+from sandbox.tenant.build import app_certificate
 from sandbox.tenant.hosts import TenantHosts
 from sandbox.tenant.models import EXO_APP_ID, GRAPH_APP_ID, ROLE_TEMPLATES
 from sandbox.tenant.state import TenantState
@@ -502,7 +503,10 @@ def _check_assertion(state: TenantState, assertion: str, tenant: str) -> tuple[i
     except jwt.InvalidTokenError:
         return 50027, "JWT token is invalid or malformed."
     cert = None
-    for der in app.certificates:
+    registered = list(app.certificates)
+    if app.sandbox_certificate:
+        registered.append(app_certificate().der)
+    for der in registered:
         sha1 = _b64url(hashlib.sha1(der).digest())  # noqa: S324 (x5t is SHA-1 by definition)
         sha256 = _b64url(hashlib.sha256(der).digest())
         # Thumbprints are base64url; msal keeps the padding (accepted either way here).

@@ -126,6 +126,25 @@ def _join_fit(lines: list[str], limit: int, sep: str = "\n") -> str:
     return sep.join(out)
 
 
+def _chunks(lines: list[str], limit: int, sep: str = "\n") -> list[str]:
+    """Already-escaped lines grouped into texts of at most `limit` characters (one block
+    each), so nothing is dropped for a per-block limit; a single longer line is cut."""
+    out: list[str] = []
+    current: list[str] = []
+    used = 0
+    for raw in lines:
+        # Callers fit every line far below `limit`; this only guards the block limit.
+        line = raw if len(raw) <= limit else raw[: limit - 1] + "…"
+        if current and used + len(sep) + len(line) > limit:
+            out.append(sep.join(current))
+            current, used = [], 0
+        used += (len(sep) if current else 0) + len(line)
+        current.append(line)
+    if current:
+        out.append(sep.join(current))
+    return out
+
+
 def _line(value: Any) -> str:
     return one_line("" if value is None else str(value))
 
@@ -163,6 +182,7 @@ def _env(target_family: str) -> jinja2.Environment:
         plain=_plain,
         line=_line,
         join_fit=_join_fit,
+        chunks=_chunks,
         code=_limited(slack_code) if target_family == "slack" else _limited(md),
         pre=_limited(slack_pre) if target_family == "slack" else _limited(md),
     )

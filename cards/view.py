@@ -77,7 +77,7 @@ class Detail:
 
 # Level 0 shortens nothing a real report holds; later levels only where a platform forces it.
 DETAIL_LEVELS: tuple[Detail, ...] = (
-    Detail(0, False, False, 1500, 1200, 40, 1000, 8, 600, 60, 600),
+    Detail(0, False, False, 1500, 1200, 60, 2000, 8, 1000, 80, 1000),
     Detail(1, False, False, 600, 600, 20, 400, 5, 400, 30, 300),
     Detail(2, True, False, 600, 400, 20, 300, 5, 300, 30, 200),
     Detail(3, True, False, 300, 200, 10, 160, 3, 200, 15, 120),

@@ -759,7 +759,7 @@ async def test_exo_cmdlets_shapes_paging_and_errors() -> None:
         assert "couldn't be found" in error["details"][0]["message"]
         assert "couldn't be found" in error["innererror"]["internalException"]["message"]
         retired = await exo(http, bearer, world, "Get-ClientAccessRule")
-        assert "is not recognized as a name of a cmdlet" in retired.json()["error"]["message"]
+        assert "is not recognized as the name of a cmdlet" in retired.json()["error"]["message"]
         bad_param = await exo(http, bearer, world, "Get-CASMailbox", {"Colour": "blue"})
         assert "parameter name 'Colour'" in bad_param.json()["error"]["message"]
 

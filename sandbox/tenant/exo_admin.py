@@ -9,8 +9,9 @@ warnings in `@adminapi.warnings`; errors {"error":{"code","message","details":[{
 
 The app needs Exchange.ManageAsApp (401 without it [uncertain: observed as UnAuthorized]) and an
 Entra role (§6.3); a cmdlet outside the app's roles does not exist for it: "The term '…' is not
-recognized as a name of a cmdlet" (the same error a retired cmdlet such as Get-ClientAccessRule
-gives once Client Access Rules are gone, §6.1). HTTP statuses of cmdlet errors (400, 404 for a
+recognized as the name of a cmdlet" (Windows PowerShell's CommandNotFoundException text; that a
+missing role shows this way: Microsoft365DSC/Microsoft365DSC#3510). A retired cmdlet such as
+Get-ClientAccessRule (§6.1) gives the same error. HTTP statuses of cmdlet errors (400, 404 for a
 missing object) are [uncertain]; the message texts are Exchange PowerShell's.
 
 Cmdlets: Get-CASMailbox, Set-CASMailbox, Get-Mailbox, Get-User, Get-Recipient, Get-MobileDevice,
@@ -79,8 +80,8 @@ def _not_recognized(cmdlet: str) -> CmdletError:
     return CmdletError(
         400,
         "System.Management.Automation.CommandNotFoundException",
-        f"The term '{cmdlet}' is not recognized as a name of a cmdlet, function, script file, or "
-        "executable program. Check the spelling of the name, or if a path was included, verify "
+        f"The term '{cmdlet}' is not recognized as the name of a cmdlet, function, script file, "
+        "or operable program. Check the spelling of the name, or if a path was included, verify "
         "that the path is correct and try again.",
     )
 

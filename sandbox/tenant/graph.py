@@ -924,7 +924,9 @@ class _Ctx:
                 }
             )
         self.only("GET")
-        # Missing Policy.Read.All: Graph's CA API answers AccessDenied [uncertain: observed].
+        # Missing Policy.Read.All: Graph's CA API answers AccessDenied with this text, as
+        # reported in Microsoft365DSC/Microsoft365DSC#3556 and
+        # hugobatista/zerotrust-ca-powertoys#8.
         _require(
             self.roles,
             _POLICIES,
@@ -947,14 +949,21 @@ class _Ctx:
 
     def signins(self) -> web.Response:
         if not self.roles & set(_AUDIT):
-            # [uncertain: the code Graph's audit API uses for a missing permission, observed]
+            # As reported in microsoftgraph/microsoft-graph-explorer-v4#2731 and #3165.
             raise GraphError(
                 403,
                 "Authentication_MSGraphPermissionMissing",
                 "Calling principal does not have required MSGraph permissions AuditLog.Read.All",
             )
         if not self.roles & {"Directory.Read.All", "Directory.ReadWrite.All"}:
-            raise _denied()  # §5 Sign-ins row: AuditLog.Read.All and Directory.Read.All
+            # §5 Sign-ins row: AuditLog.Read.All and Directory.Read.All; the error as reported
+            # in microsoftgraph/microsoft-graph-docs#2789 (Graph checks the premium licence
+            # through the directory).
+            raise GraphError(
+                403,
+                "Authentication_ApplicationHasNoDirectoryReadAccess",
+                "Failed to do premium license check from ADGraph",
+            )
         if not self.state.data.premium:
             raise GraphError(
                 403,

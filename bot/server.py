@@ -30,13 +30,21 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_server import Server
 
 from bot.limits import RateLimiter
+from bot.metrics import (
+    PLATFORM_PATHS,
+    REQUEST_ID,
+    JsonFormatter,
+    Metrics,
+    RequestIdFilter,
+    request_id_from,
+)
 from bot.redact import install_redaction
 from bot.runtime import ConversationLike, EventLedger, Handler, Runtime, runner_diagnose
 from bot.settings import Settings
@@ -47,6 +55,7 @@ from bot.tasks import TaskSupervisor
 from checks.cloud import hosts_for
 from dialogs.flow import Conversation, Services
 from dialogs.queue import RunQueue
+from dialogs.store import DiagnosisStore
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,7 @@ TeamsFactory = Callable[[Runtime], Handler]
 """Builds the `POST /api/messages` handler from the shared runtime (called once, at create)."""
 
 RUNTIME = web.AppKey("mailfix.runtime", Runtime)
+METRICS = web.AppKey("mailfix.metrics", Metrics)
 SLACK = web.AppKey("mailfix.slack", object)
 
 SECURITY_HEADERS = {
@@ -105,8 +115,10 @@ def create_app(
     if store is None:
         store = SqlStore.from_url(settings.database_url)
     queue = RunQueue(settings.max_concurrent_diagnoses, max_waiting=settings.max_queued_diagnoses)
+    metrics = Metrics()
+    metrics.watch_queue(lambda: queue.waiting, lambda: queue.running)
     if conversation is None:
-        conversation = _conversation(settings, store, diagnose, queue)
+        conversation = _conversation(settings, store, diagnose, queue, metrics)
     runtime = Runtime(
         settings=settings,
         conversation=conversation,
@@ -119,9 +131,10 @@ def create_app(
 
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[_guard(settings.max_body_bytes, settings.body_timeout)],
+        middlewares=[_guard(settings.max_body_bytes, settings.body_timeout, metrics)],
     )
     app[RUNTIME] = runtime
+    app[METRICS] = metrics
     app.on_response_prepare.append(_security_headers)
 
     slack = None
@@ -140,6 +153,7 @@ def create_app(
     app.router.add_post("/api/messages", teams_handler)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
     # The Teams app manifest links here (privacyUrl, termsOfUseUrl: both required).
     app.router.add_get("/privacy", _page(PRIVACY))
     app.router.add_get("/terms", _page(TERMS))
@@ -181,11 +195,18 @@ def create_app(
 
 
 def _conversation(
-    settings: Settings, store: Any, diagnose: Any, queue: RunQueue
+    settings: Settings, store: Any, diagnose: Any, queue: RunQueue, metrics: Metrics
 ) -> ConversationLike:
+    run = diagnose or runner_diagnose(settings)
+
+    async def metered(request: Any, on_progress: Any) -> Any:
+        report = await run(request, on_progress)
+        metrics.report(report)
+        return report
+
     services = Services(
-        store=store,
-        diagnose=diagnose or runner_diagnose(settings),
+        store=cast(DiagnosisStore, _MeteredStore(store, metrics)),
+        diagnose=metered,
         hosts=hosts_for(settings.cloud),
         new_id=lambda: uuid.uuid4().hex,
         # The runner stops at the deadline; this stops a diagnose that ignores it.
@@ -193,6 +214,21 @@ def _conversation(
         queue=queue,
     )
     return Conversation(services)
+
+
+class _MeteredStore:
+    """The store, with every recorded follow-up counted (`mailfix_follow_ups_total`)."""
+
+    def __init__(self, store: Any, metrics: Metrics) -> None:
+        self._store = store
+        self._metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def record(self, follow_up: Any) -> None:
+        await self._store.record(follow_up)
+        self._metrics.follow_up(str(follow_up.kind))
 
 
 def _installed_teams_factory() -> TeamsFactory | None:
@@ -253,6 +289,13 @@ def _page(text: str) -> Handler:
     return handler
 
 
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[METRICS].exposition()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "alive"})
 
@@ -309,9 +352,22 @@ def _too_large(limit: int) -> web.Response:
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-def _guard(limit: int, body_timeout: float = 15.0) -> Any:
+def _guard(limit: int, body_timeout: float = 15.0, metrics: Metrics | None = None) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # One id per turn: every log line of this request, and of the work it starts, names it.
+        request_id = request_id_from(request.headers.get("X-Request-Id"))
+        REQUEST_ID.set(request_id)
+        platform = PLATFORM_PATHS.get(request.path)
+        started = time.perf_counter()
+        response = await _guarded(request, handler)
+        if platform is not None and metrics is not None:
+            metrics.ack_seconds.labels(platform).observe(time.perf_counter() - started)
+            if response.status >= 400:
+                metrics.refused.labels(platform, str(response.status)).inc()
+        return response
+
+    async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > limit:
             log.warning("refused %s %s: body over %d bytes", request.method, request.path, limit)
             return _too_large(limit)
@@ -381,15 +437,27 @@ def quiet_malformed_http() -> None:
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        response.headers.setdefault("X-Request-Id", request_id)
 
 
 # --- running it -----------------------------------------------------------------------------
 
 
 def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
-    """Plain log lines on stderr, with secrets and tokens scrubbed from every record."""
+    """Log lines on stderr — plain, or one JSON object per line (`MAILFIX_LOG_FORMAT=json`) —
+    each naming its turn's request id, with secrets and tokens scrubbed from every record."""
     install_redaction(settings.secret_values())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+        )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 class GuardedRunner(web.AppRunner):

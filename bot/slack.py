@@ -41,7 +41,7 @@ from bot.runtime import Runtime
 from bot.settings import ReplyMode
 from cards import Target, render
 from cards.data import ErrorData, NoticeData
-from dialogs.intake import address_from_text
+from dialogs.intake import ADDRESS, address_from_text
 from dialogs.models import (
     Action,
     CardSpec,
@@ -241,9 +241,9 @@ def _refusal(status: int, code: str, message: str) -> web.Response:
 Listener = Callable[..., Awaitable[None]]
 
 
-def _acks_whatever_happens(listener: Listener) -> Listener:
-    """A listener that fails still acks (with a polite line where Slack shows one): never a
-    500, never a 3-second wait. One warning line, no payload content."""
+def _acks_whatever_happens(listener: Listener, **fallback: Any) -> Listener:
+    """A listener that fails still acks, with `fallback` (a polite line where Slack shows one):
+    never a 500, never a 3-second wait. One warning line, no payload content."""
 
     @functools.wraps(listener)
     async def safe(ack: Any, **kwargs: Any) -> None:
@@ -259,7 +259,7 @@ def _acks_whatever_happens(listener: Listener) -> Listener:
         except Exception as exc:
             log.warning("Slack %s could not be handled (%s)", listener.__name__, type(exc).__name__)
             if not acked:
-                await ack(text=UNREADABLE, response_type="ephemeral")
+                await ack(**fallback)
 
     return safe
 
@@ -367,8 +367,16 @@ class SlackBot:
         )
         self._emails: dict[str, tuple[float, str | None]] = {}
         self.app.use(self._dedupe)
-        self.app.command(COMMAND)(_acks_whatever_happens(self._on_command))
-        self.app.view(INTAKE)(_acks_whatever_happens(self._on_submit))
+        # If a listener fails before its ack, Slack still gets one: the command's person reads
+        # a line, the form stays open with the line under its first field, a button just acks.
+        self.app.command(COMMAND)(
+            _acks_whatever_happens(self._on_command, text=UNREADABLE, response_type="ephemeral")
+        )
+        self.app.view(INTAKE)(
+            _acks_whatever_happens(
+                self._on_submit, response_action="errors", errors={ADDRESS: UNREADABLE}
+            )
+        )
         for action in Action:
             self.app.action(action.value)(_acks_whatever_happens(self._on_action))
         self.app.event("app_home_opened")(self._on_home)

@@ -418,3 +418,38 @@ async def test_the_form_refuses_hidden_characters_in_the_address(
     assert not any(ch in answer["errors"]["address"] for ch in address if not ch.isascii())
     await bot.runtime.supervisor.wait_idle()
     assert bot.diagnose.requests == []
+
+
+class FormCheckFails:
+    """A conversation whose form check breaks (a bug, a dependency down): the listener fails
+    before it could ack."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+
+    def check_form(self, turn: Any) -> Any:
+        self.checked += 1
+        raise RuntimeError(MARKER)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+
+async def test_a_listener_that_fails_before_its_ack_still_acks_politely(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    conversation = FormCheckFails()
+    async with running_bot(tmp_path, conversation=conversation) as bot:
+        started = time.perf_counter()
+        response = await bot.post(bot.sign.submission(GOOD_ANSWERS))
+        took = time.perf_counter() - started
+        assert response.status == 200
+        answer = json.loads(await response.text())
+        assert answer["response_action"] == "errors"
+        assert "could not read" in answer["errors"]["address"]
+        assert took < 2.0  # an ack, not Slack's 3-second timeout
+        assert conversation.checked == 1
+    assert problems_in_log(caplog) == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["Slack _on_submit could not be handled (RuntimeError)"]

@@ -248,6 +248,30 @@ class MappedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
         return await self._inner.authenticate_channel_request(auth_header)
 
 
+OUTBOUND_TOKEN_TIMEOUT = 10.0  # seconds for the bot's own token (msal, in a worker thread)
+
+
+async def token_off_the_loop(ctx: TurnContext, key: str) -> None:
+    """Fetch the bot's outbound token in a worker thread before the turn sends anything.
+
+    The SDK signs each Bot Connector call with `credentials.get_access_token()`, a synchronous
+    msal call: on a cold cache it goes to the network on the event loop's thread, stalling
+    every request the server is serving. Fetched here first, the SDK's own call finds it in
+    msal's cache. If it cannot be had, the turn fails now instead of blocking later.
+    """
+    client = ctx.turn_state.get(key)
+    credentials = getattr(getattr(client, "config", None), "credentials", None)
+    should = getattr(credentials, "_should_set_token", None)
+    if credentials is None or should is None or not should(None):
+        return  # anonymous (no app id): nothing to fetch
+    try:
+        async with asyncio.timeout(OUTBOUND_TOKEN_TIMEOUT):
+            await asyncio.to_thread(credentials.get_access_token)
+    except Exception as exc:
+        log.warning("the bot's outbound token could not be fetched (%s)", type(exc).__name__)
+        raise ConnectionError("the bot's outbound token could not be fetched") from exc
+
+
 def well_formed_authorization(header: str | None) -> bool:
     """No header (the SDK decides), or `Bearer <a JWT whose header and payload are JSON>`."""
     if header is None:
@@ -934,7 +958,13 @@ class TeamsBot:
 
     async def _continue(self, target: Recipient, logic: Any) -> None:
         """Run `logic(ctx)` in a proactive turn on the stored conversation reference (§B5)."""
-        await self.adapter.continue_conversation(target.reference, logic, self.app_id)
+        key = self.adapter.BOT_CONNECTOR_CLIENT_KEY
+
+        async def warmed(ctx: TurnContext) -> None:
+            await token_off_the_loop(ctx, key)
+            await logic(ctx)
+
+        await self.adapter.continue_conversation(target.reference, warmed, self.app_id)
 
     async def _stream(
         self, target: Recipient, first: Reply | None, rest: AsyncIterator[Reply] | None

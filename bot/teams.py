@@ -41,7 +41,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -327,9 +327,16 @@ class _Key:
 class SigningKeys:
     """The signing keys published behind one OpenID metadata URL (its `jwks_uri`)."""
 
-    def __init__(self, metadata_url: str, *, timeout: float = KEYS_TIMEOUT) -> None:
+    def __init__(
+        self,
+        metadata_url: str,
+        *,
+        timeout: float = KEYS_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.metadata_url = metadata_url
         self.timeout = timeout
+        self._clock = clock
         self.fetches = 0
         self._keys: dict[str, _Key] = {}
         self._fetched = -1e18  # monotonic time of the last successful fetch
@@ -340,18 +347,23 @@ class SigningKeys:
 
     async def key(self, kid: str) -> _Key | None:
         """The key `kid`, fetching (once, for every waiter) only when it is due."""
-        now = time.monotonic()
+        now = self._clock()
         fresh = now - self._fetched < KEYS_TTL
         if fresh and kid in self._keys:
             return self._keys[kid]
         if fresh and now - self._attempted < UNKNOWN_KID_REFRESH:
             return None  # an unknown key id does not make us refetch on every request
-        if now < self._retry_at:
-            raise KeysUnavailable("signing keys unavailable (backing off)")
-        if self._inflight is None:
-            self._inflight = asyncio.ensure_future(self._refresh())
-            self._inflight.add_done_callback(self._done)
-        await asyncio.shield(self._inflight)
+        try:
+            if now < self._retry_at:
+                raise KeysUnavailable("signing keys unavailable (backing off)")
+            if self._inflight is None:
+                self._inflight = asyncio.ensure_future(self._refresh())
+                self._inflight.add_done_callback(self._done)
+            await asyncio.shield(self._inflight)
+        except KeysUnavailable:
+            if kid in self._keys:  # a day-old key beats no answer while the host is down
+                return self._keys[kid]
+            raise
         return self._keys.get(kid)
 
     def _done(self, future: asyncio.Future[None]) -> None:
@@ -360,7 +372,7 @@ class SigningKeys:
             future.exception()  # retrieved here: waiters re-raise it themselves
 
     async def _refresh(self) -> None:
-        self._attempted = time.monotonic()
+        self._attempted = self._clock()
         self.fetches += 1
         try:
             timeout = aiohttp.ClientTimeout(total=self.timeout)
@@ -374,7 +386,7 @@ class SigningKeys:
         except Exception as exc:
             self._failures += 1
             wait = min(BACKOFF[1], BACKOFF[0] * 2 ** (self._failures - 1))
-            self._retry_at = time.monotonic() + wait
+            self._retry_at = self._clock() + wait
             log.warning(
                 "Teams signing keys could not be fetched (%s); next try in %.0f s",
                 type(exc).__name__,
@@ -382,7 +394,7 @@ class SigningKeys:
             )
             raise KeysUnavailable("signing keys unavailable") from exc
         self._keys = keys
-        self._fetched = time.monotonic()
+        self._fetched = self._clock()
         self._failures = 0
         self._retry_at = 0.0
 

@@ -34,6 +34,7 @@ from typing import Any, Protocol, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
 from bot.limits import RateLimiter
@@ -481,6 +482,7 @@ class GuardedRunner(web.AppRunner):
 
     async def _make_server(self) -> Server:
         server = await super()._make_server()
+        server.__class__ = _JsonErrorServer  # its connections answer malformed HTTP in JSON
         made = server.connection_made
 
         def connection_made(handler: Any, transport: asyncio.Transport) -> None:
@@ -499,6 +501,33 @@ class GuardedRunner(web.AppRunner):
 
         server.connection_made = connection_made  # type: ignore[method-assign]
         return server
+
+
+class _JsonErrorHandler(RequestHandler):
+    """aiohttp's connection handler, answering a client's malformed HTTP (a 20 kB header, a
+    broken request line) with a short JSON body like every other refusal, not plain text."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)
+        if 400 <= status < 500:
+            answer = web.json_response(
+                {"error": "bad_request", "message": "The HTTP request is malformed."},
+                status=status,
+            )
+            answer.force_close()
+            return answer
+        return response
+
+
+class _JsonErrorServer(Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
 
 
 async def start(

@@ -355,3 +355,42 @@ async def test_odd_teams_activities_get_an_answer_never_a_500(
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()], [
         r.getMessage() for r in caplog.records if r.exc_info
     ]
+
+
+MALFORMED = {
+    "a 20 kB header": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+    "not HTTP": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+    "a broken request line": b"GET\r\n\r\n",
+    "a header without a colon": b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n",
+    "a bad content length": b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Length: -4\r\n\r\n",
+    "two content lengths": (
+        b"POST /slack/events HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+    ),
+    "a bad chunk": (
+        b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+async def test_malformed_http_is_a_short_json_400_and_one_log_line(
+    tmp_path: Path, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with serving(
+        tmp_path, slack_bot_token="xoxb-1-2-x", slack_signing_secret="a-signing-secret-for-tests"
+    ) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(MALFORMED[case])
+        await writer.drain()
+        answer = await closed_within(reader, 5)
+        writer.close()
+        assert (await get(port))[0] == 200  # the server carries on
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", answer[:200]
+    assert b"application/json" in head
+    assert json.loads(body)["error"] == "bad_request"
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    assert b"aaaaaaaa" not in caplog.text.encode()

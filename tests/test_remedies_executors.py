@@ -20,6 +20,7 @@ from checks.cloud import hosts_for
 from checks.models import Remediation, Status
 from checks.remedies import FixResult, Outcome, apply, approval_executor, plan, propose
 from checks.remedies.verify import recheck
+from checks.settings import Cloud
 from checks.tenant import TenantClient
 from sandbox.tenant.build import IPHONE_ID, person, tenant_data
 from sandbox.tenant.models import (
@@ -391,3 +392,18 @@ async def test_a_synced_account_already_enabled_is_already_done_not_refused() ->
         result = await apply(propose.enable_account(ANA_ID, ANA), env.client)
         assert result.outcome is Outcome.ALREADY_DONE
         assert env.tenant.writes == []
+
+
+async def test_a_gcc_high_tenant_is_changed_on_the_us_government_hosts() -> None:
+    data = tenant_data(person_fields={"cas": CasSettings(imap_enabled=False)}, others=())
+    sc = scenario(cloud=Cloud.GCCHIGH).model_copy(update={"tenant": data})
+    async with checked(sc) as probe:
+        client = TenantClient(probe.net.settings, probe.net, hosts_for(Cloud.GCCHIGH))
+        result = await apply(propose.enable_protocol(ANA, "Imap"), client)
+        assert result.outcome is Outcome.APPLIED, result.detail
+        assert result.sent[0].url.startswith("https://outlook.office365.us/adminapi/beta/")
+        licence = await apply(propose.assign_license(ANA_ID, SKU_E3.sku_id), client, dry_run=True)
+        assert licence.outcome is Outcome.ALREADY_DONE
+        assert all(r.startswith("GET https://graph.microsoft.us/v1.0/") for r in licence.reads)
+        assert probe.world.tenant is not None
+        assert probe.world.tenant.writes == ["Set-CASMailbox ana@contoso.com ImapEnabled=True"]

@@ -55,75 +55,95 @@ class Settings(CheckSettings):
     """The whole program's settings. Built once (`Settings()` reads the environment), passed in."""
 
     # --- Slack -------------------------------------------------------------------------------
-    slack_bot_token: SecretStr | None = None  # xoxb-…
+    slack_bot_token: SecretStr | None = None
+    """Bot User OAuth Token (`xoxb-…`); Slack is off without it."""
     slack_signing_secret: SecretStr | None = None
-    slack_app_token: SecretStr | None = None  # xapp-…: Socket Mode instead of the HTTP endpoint
-    # GovSlack and the tests point this elsewhere; slack_sdk wants the trailing slash.
+    """Signing secret of the Slack app: every request's signature is checked with it (HTTP)."""
+    slack_app_token: SecretStr | None = None
+    """App-level token (`xapp-…`, scope `connections:write`): Socket Mode instead of HTTP."""
     slack_api_url: str = "https://slack.com/api/"
+    """Slack Web API base URL (GovSlack: `https://slack-gov.com/api/`)."""
     slack_reply_mode: ReplyMode = ReplyMode.DM
-    # Look up the person's email (users.info, scope users:read.email) to prefill the form.
+    """Where results go: `dm` (a direct message) or `ephemeral` (in the channel that asked)."""
     slack_lookup_email: bool = True
+    """Prefill the person's address from their Slack profile (scope `users:read.email`)."""
 
     # --- Teams -------------------------------------------------------------------------------
     teams_app_id: str | None = None
+    """The Azure Bot's Microsoft App ID; Teams is off without it (except in `mailfix demo`)."""
     teams_app_password: SecretStr | None = None
+    """The client secret of the bot's app registration."""
     teams_app_tenant_id: str | None = None
+    """The bot's tenant (single-tenant and managed-identity bots)."""
     teams_app_type: TeamsAppType = TeamsAppType.MULTI_TENANT
-    # Where the keys that sign inbound Teams tokens are published (OpenID metadata, whose
-    # `jwks_uri` lists them). None: the SDK's default,
-    # https://login.botframework.com/v1/.well-known/openidconfiguration. Set it for a private
-    # mirror of that document or the tests' local key server; the issuer must still be
-    # https://api.botframework.com and replies still log in to the public cloud.
+    """`MultiTenant`, `SingleTenant` or `UserAssignedMSI`, as registered in Azure."""
     teams_openid_metadata_url: str | None = None
-    # `mailfix demo` only: accept the Bot Framework Emulator's token issuers and its
-    # "emulator" channel. Never for a real deployment.
+    """Where the keys that sign inbound Teams tokens are published (OpenID metadata). Unset:
+    the Bot Framework's own; set it only for a private mirror. The issuer must still be
+    `https://api.botframework.com`."""
     teams_emulator: bool = False
-    # Seconds to fetch the OpenID metadata and signing keys for inbound tokens (off the request
-    # path of every other request; a failure is remembered and retried with back-off).
+    """Accept the Bot Framework Emulator's tokens and channel (`mailfix demo` only; never in a
+    real deployment)."""
     teams_keys_timeout: float = Field(default=5.0, gt=0, le=60)
+    """Seconds to fetch the token signing keys (off the request path; failures back off)."""
 
     # --- helpdesk and approval ---------------------------------------------------------------
     helpdesk_slack_channel: str | None = None
+    """Slack channel id (`C…`) where escalations are posted; the bot must be a member."""
     helpdesk_teams_channel: str | None = None
+    """Teams channel id (`19:…@thread.tacv2`) in a team where the app is installed."""
     approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # A proposed fix nobody approved in this many hours expires.
+    """Who may approve fixes: Slack user ids (`U…`) or user-group ids (`S…`), Entra object ids
+    of users or of a group (members count transitively). Comma-separated."""
     proposal_expiry_hours: float = Field(default=24.0, gt=0, le=24 * 30)
-    # Restoring a deleted user or enabling an account then needs two different approvers.
+    """A proposed fix nobody decided on in this many hours expires."""
     two_approvers_for_hard_fixes: bool = False
-    # Possible-outage alert: this many people with one cause in one organisation within the window.
+    """Fixes that are hard to undo (restore a user, enable an account) need two approvers."""
     pattern_threshold: int = Field(default=3, ge=2)
+    """Possible-outage alert: this many people with one cause in one organisation…"""
     pattern_window_minutes: float = Field(default=10.0, gt=0, le=24 * 60)
-    # Diagnoses, resolved cases, audit entries and button presses older than this are deleted.
+    """…within this many minutes."""
     retention_days: int = Field(default=90, ge=1)
+    """Diagnoses, resolved cases, audit entries and button presses older than this are
+    deleted by the housekeeping job."""
 
     # --- storage -----------------------------------------------------------------------------
     state_dir: Path = Field(default_factory=default_state_dir)
-    # Default: SQLite in `state_dir`; `postgresql+asyncpg://…` for several replicas.
+    """Where the default SQLite file lives (`$XDG_STATE_HOME/mailfix`, else
+    `~/.local/state/mailfix`)."""
     database_url: str = ""
+    """SQLAlchemy URL. Unset: SQLite in the state directory; `postgresql+asyncpg://…` for
+    several replicas."""
 
     # --- the server --------------------------------------------------------------------------
     host: str = "127.0.0.1"
+    """Address `mailfix serve` listens on (`0.0.0.0` in a container)."""
     port: int = Field(default=3978, ge=0, le=65535)
-    deadline: float = Field(default=30.0, gt=0, le=300)  # seconds one diagnosis may take
-    # Slack sends a few kB and Teams a few tens of kB; anything near this is not a chat payload.
+    """Port `mailfix serve` listens on."""
+    deadline: float = Field(default=30.0, gt=0, le=300)
+    """Seconds one diagnosis may take, all checks together."""
     max_body_bytes: int = Field(default=MIB, ge=1024)
-    # Per person: at most `rate_limit_count` diagnoses per `rate_limit_window` seconds.
+    """Largest request body accepted (Slack sends a few kB, Teams a few tens of kB)."""
     rate_limit_count: int = Field(default=5, ge=1)
+    """Per person: at most this many diagnoses…"""
     rate_limit_window: float = Field(default=600.0, gt=0)
-    # At shutdown, running diagnoses may finish until their own deadline; this is the least
-    # the server waits for background work (seconds) before cancelling what is left.
+    """…per this many seconds."""
     shutdown_grace: float = Field(default=5.0, ge=0)
-    # Bounded work (issue 8): at most this many diagnoses run at once in one process, the
-    # rest wait in line (the person sees how many are ahead), up to `max_queued_diagnoses`.
+    """At shutdown, running diagnoses may finish within their deadline; the server waits at
+    least this many seconds for background work before cancelling the rest."""
     max_concurrent_diagnoses: int = Field(default=50, ge=1)
+    """Diagnoses running at once in one process; the rest wait in line (the person sees how
+    many are ahead)."""
     max_queued_diagnoses: int = Field(default=1000, ge=0)
-    # Seconds a client may take to send its request headers (from connecting, or since the
-    # last response on a kept-alive connection) and then its body; open connections at most.
+    """Diagnoses that may wait in line; beyond that the person is asked to try again."""
     header_timeout: float = Field(default=15.0, gt=0)
+    """Seconds a client may take to send its request headers."""
     body_timeout: float = Field(default=15.0, gt=0)
+    """Seconds a client may take to send its request body."""
     max_connections: int = Field(default=1000, ge=1)
-    # "text" (human lines) or "json" (one object per line, with a request id per turn).
+    """Open connections at most."""
     log_format: str = Field(default="text", pattern="^(text|json)$")
+    """`text` (lines for people) or `json` (one object per line, with a request id per turn)."""
 
     @field_validator("approvers", mode="before")
     @classmethod

@@ -65,19 +65,34 @@ def _split_list(value: Any) -> Any:
 class CheckSettings(BaseSettings):
     """Everything a check may read. Built once, passed in."""
 
-    model_config = SettingsConfigDict(env_prefix="MAILFIX_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MAILFIX_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     dns_servers: Annotated[list[DnsServer], NoDecode] = Field(default_factory=list)
+    """DNS servers, `ip[:port]` (IPv6 as `[::1]:53`), comma-separated. When set, every name
+    mailfix resolves — hosts it connects to included — is resolved there. Unset: the system's."""
     ca_bundle: Path | None = None
+    """PEM file of CAs to trust for TLS (e.g. a corporate TLS-inspection CA). Unset: the
+    system store."""
     allowed_private_networks: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
+    """CIDRs the address guard lets through. Every other loopback, private, link-local, CGNAT,
+    reserved, multicast or unspecified address is refused before connecting, after every
+    resolution and at every redirect hop."""
     cloud: Cloud = Cloud.GLOBAL
+    """`global`, `gcc`, `gcchigh`, `dod` or `china`: picks every Microsoft host."""
 
-    # Tenant access (admin consent); used by tenant checks only.
+    # Tenant access (admin consent); used by tenant checks and fixes only.
     tenant_id: str | None = None
+    """Your Entra tenant id (or a verified domain): turns the tenant checks on."""
     client_id: str | None = None
+    """Application (client) id of mailfix's app registration in that tenant."""
     client_secret: SecretStr | None = None
+    """A client secret of that app (or use a certificate). Sent only to the token endpoint."""
     client_certificate: Path | None = None
+    """PEM file with the app's certificate and private key, instead of a secret."""
     client_certificate_password: SecretStr | None = None
+    """Password of the certificate's private key, if it has one."""
 
     @field_validator("dns_servers", mode="before")
     @classmethod

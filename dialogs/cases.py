@@ -38,6 +38,22 @@ class CaseState(StrEnum):
     RESOLVED = "resolved"
 
 
+class CaseAction(StrEnum):
+    """Buttons on the case card: the action id (Slack) and the verb (Teams, the console).
+    A button carries only the case number or the proposal id; who may act is decided on the
+    server from the stored case, proposal and approver list."""
+
+    CLAIM = "mailfix.case.claim"
+    ASK = "mailfix.case.ask"  # with the question typed into the card's QUESTION input
+    RESOLVE = "mailfix.case.resolve"
+    REFRESH = "mailfix.case.refresh"  # Teams: the user-specific view (refresh.userIds)
+    APPROVE = "mailfix.fix.approve"
+    REJECT = "mailfix.fix.reject"
+
+
+QUESTION_INPUT = "question"  # the id of the "Ask the person" input on the case card
+
+
 class ProposalState(StrEnum):
     PROPOSED = "proposed"
     APPROVED = "approved"

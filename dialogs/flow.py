@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -66,6 +66,9 @@ from dialogs.models import (
 from dialogs.queue import QueueClosed, QueueFull, RunQueue, Ticket
 from dialogs.store import DiagnosisStore, FollowUp, FollowUpKind, StoredDiagnosis, utc_now
 
+if TYPE_CHECKING:
+    from dialogs.helpdesk import Receipt
+
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[Finding, int, int], Awaitable[None] | None]
@@ -88,6 +91,8 @@ class DiagnoseRequest(BaseModel):
 
 
 DiagnoseFn = Callable[[DiagnoseRequest, ProgressFn], Awaitable[Report]]
+# Open a helpdesk case for a finished diagnosis (`dialogs.helpdesk.Helpdesk.escalate`).
+EscalateFn = Callable[[StoredDiagnosis, Person], Awaitable["Receipt"]]
 
 
 def _new_id() -> str:
@@ -117,6 +122,8 @@ class Services:
     queue: RunQueue | None = None
     queue_update_interval: float = 2.0
     check_titles: Mapping[str, str] = field(default_factory=catalogue_titles)
+    # The helpdesk loop (None: "Escalate" only records the request and says so).
+    escalate: EscalateFn | None = None
 
 
 class Conversation:
@@ -437,7 +444,16 @@ class Conversation:
             return
         await self._record("escalation_requested", stored, turn)
         yield Update(card=await self._results_card(stored), key=stored.id)
-        yield Post(card=self._escalation_card(turn.person, stored), key=f"{stored.id}:escalation")
+        receipt = None
+        if self.s.escalate is not None:
+            try:
+                receipt = await self.s.escalate(stored, turn.person)
+            except Exception:
+                log.exception("could not open a helpdesk case for diagnosis %s", stored.id)
+        yield Post(
+            card=self._escalation_card(turn.person, stored, receipt),
+            key=f"{stored.id}:escalation",
+        )
 
     async def _record(self, kind: FollowUpKind, stored: StoredDiagnosis, turn: Turn) -> None:
         follow_up = FollowUp(
@@ -528,7 +544,17 @@ class Conversation:
             retry=note is None,
         )
 
-    def _escalation_card(self, person: Person, stored: StoredDiagnosis) -> CardSpec:
+    async def helpdesk_details(self, diagnosis_id: str) -> ResultsData | None:
+        """The diagnosis as the helpdesk reads it (for the case card); None when not kept."""
+        stored = await self.s.store.get(diagnosis_id)
+        if stored is None or stored.report is None:
+            return None
+        card = await self._results_card(stored, actions_enabled=False, audience="helpdesk")
+        return ResultsData.model_validate(card.data)
+
+    def _escalation_card(
+        self, person: Person, stored: StoredDiagnosis, receipt: Receipt | None = None
+    ) -> CardSpec:
         assert stored.report is not None
         report = stored.report
         top = report.top_cause
@@ -542,9 +568,23 @@ class Conversation:
         parts = [f"{report.address}: {context}." if context else f"{report.address}."]
         if top is not None:
             parts.append(f"Most likely cause: {top.title}.")
-        # Honest about what happened: the request is stored; posting it to the helpdesk channel
-        # is not built yet, so we do not claim anyone has been notified.
-        parts.append("Your request is recorded; a helpdesk agent will pick it up.")
+        # Honest about what happened: where the case went, or that it went nowhere.
+        channel, ticket = "the helpdesk queue", stored.id
+        if receipt is None:
+            parts.append("Your request is recorded; a helpdesk agent will pick it up.")
+        else:
+            number = receipt.case.number
+            channel, ticket = receipt.posted.where, f"Case {number}"
+            if receipt.posted.error:
+                parts.append(
+                    f"Your request is recorded as case {number}, but it could not be posted to "
+                    f"the helpdesk: {receipt.posted.error} Quote case {number} when you ask them."
+                )
+            else:
+                parts.append(
+                    f"Case {number} is posted to {receipt.posted.where}. You will hear here "
+                    "when someone takes it, asks you something or fixes it."
+                )
         data = EscalationData(
             diagnosis_id=stored.id,
             address=report.address,
@@ -552,8 +592,8 @@ class Conversation:
             top_cause_title=top.title if top else None,
             side=top.side if top else None,
             summary=" ".join(parts),
-            channel_label="the helpdesk queue",
-            ticket=stored.id,
+            channel_label=channel,
+            ticket=ticket,
             failing_checks=failing,
         )
         return CardSpec(template="escalation", data=data.model_dump(mode="json"))

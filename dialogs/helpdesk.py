@@ -11,11 +11,12 @@ handle any click: the message ids of cards are stored, not kept in memory.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from cards.data import ResultsData
 from checks.models import Finding, Remediation, Status
 from dialogs.approval import Actor, Approvals, DecideResult
 from dialogs.cases import (
@@ -36,6 +37,8 @@ from dialogs.store import StoredDiagnosis, utc_now
 
 # Re-run the named checks for the case's address and app; the new findings.
 Recheck = Callable[[Case, list[str]], Awaitable[list[Finding]]]
+# The case's diagnosis as the helpdesk reads it (every finding with evidence), when it is kept.
+Details = Callable[[Case], Awaitable[ResultsData | None]]
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ class Helpdesk:
         *,
         recheck: Recheck | None = None,
         cause_titles: Mapping[str, str] | None = None,
+        check_titles: Mapping[str, str] | None = None,
+        details: Details | None = None,
+        approver_ids: Sequence[str] = (),
         pattern_window: float = 600.0,
         pattern_threshold: int = 3,
     ) -> None:
@@ -108,6 +114,11 @@ class Helpdesk:
         self.approvals = approvals
         self.recheck = recheck
         self.cause_titles = dict(cause_titles or {})
+        self.check_titles = dict(check_titles or {})
+        self.details = details
+        # Teams: the users whose client fetches the approver's view of a case card
+        # (refresh.userIds, at most 60; reference/chat-platforms.md §B4).
+        self.approver_ids = list(approver_ids)
         self.pattern_window = pattern_window
         self.pattern_threshold = pattern_threshold
 
@@ -250,7 +261,10 @@ class Helpdesk:
 
     # --- what the cards show -----------------------------------------------------------------
 
-    async def case_card(self, number: int) -> CardSpec:
+    async def case_card(self, number: int, *, approver_view: bool = False) -> CardSpec:
+        """The case card everyone sees; `approver_view`: the one an approver sees, with
+        Approve / Reject on open proposals (Teams sends it to approvers on refresh; Slack shows
+        the buttons to everyone and the server refuses non-approvers)."""
         case = await self.cases.case(number)
         if case is None:
             raise KeyError(number)
@@ -276,9 +290,19 @@ class Helpdesk:
             "proposals": [await self._proposal_view(p, rechecks.get(p.id)) for p in proposals],
             "can_claim": case.claimed_by is None and case.state is not CaseState.RESOLVED,
             "can_resolve": case.state is not CaseState.RESOLVED,
+            "can_ask": case.state is not CaseState.RESOLVED,
             "diagnosis_id": case.diagnosis_id,
+            "approver_ids": self.approver_ids[:60],
+            "approver_view": approver_view,
+            "details": await self._details(case),
         }
         return CardSpec(template="case", data=data)
+
+    async def _details(self, case: Case) -> dict[str, Any] | None:
+        if self.details is None:
+            return None
+        details = await self.details(case)
+        return details.model_dump(mode="json") if details is not None else None
 
     async def _proposal_view(
         self, proposal: Proposal, recheck: dict[str, Any] | None
@@ -292,16 +316,13 @@ class Helpdesk:
             "title": remediation.title,
             "operation": remediation.operation or remediation.action,
             "state": _STATE_WORDS[proposal.state],
+            "status": proposal.state.value,
             "decisions": [_decision_line(a) for a in decisions],
             "needs": proposal.approvals_needed,
             "result": str(outcome.get("message") or ""),
-            "sent": [
-                f"{r.get('method', '')} {r.get('url', '')}".strip()
-                for r in sent
-                if isinstance(r, dict)
-            ],
+            "sent": [_sent_line(r) for r in sent if isinstance(r, dict)],
             "recheck": [
-                (check, "passes now" if status == Status.PASS.value else f"still {status}")
+                (self.check_titles.get(check, check), _RECHECK_WORDS.get(status, str(status)))
                 for check, status in (recheck or {}).items()
             ],
             "open": proposal.state is ProposalState.PROPOSED,
@@ -365,6 +386,23 @@ class Helpdesk:
                 detail=detail,
             )
         )
+
+
+_RECHECK_WORDS = {
+    Status.PASS.value: "passes now",
+    Status.WARN.value: "passes with a warning",
+    Status.FAIL.value: "still fails",
+    Status.ERROR.value: "could not be checked",
+    Status.SKIP.value: "was not checked",
+}
+
+
+def _sent_line(request: Mapping[str, Any]) -> str:
+    """One request as sent, for the helpdesk: method and URL, and the Exchange cmdlet."""
+    line = f"{request.get('method', '')} {request.get('url', '')}".strip()
+    body = request.get("body")
+    cmdlet = body.get("CmdletInput", {}).get("CmdletName") if isinstance(body, dict) else None
+    return f"{line} ({cmdlet})" if isinstance(cmdlet, str) and cmdlet else line
 
 
 def _decision_line(approval: Approval) -> str:

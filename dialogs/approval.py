@@ -237,20 +237,44 @@ class Approvals:
         request: dict[str, Any] | None = None,
         result: dict[str, Any] | None = None,
     ) -> None:
-        await self.store.audit(
-            AuditEntry(
-                at=utc_now(),
-                actor_id=actor.id,
-                actor_name=actor.name,
-                platform=actor.platform,
-                action=action,
-                case_number=case_number,
-                proposal_id=proposal_id,
-                request=request,
-                result=result,
-                detail=detail,
-            )
+        await record(
+            self.store,
+            actor,
+            action,
+            case_number,
+            proposal_id=proposal_id,
+            detail=detail,
+            request=request,
+            result=result,
         )
+
+
+async def record(
+    store: CaseStore,
+    actor: Actor,
+    action: str,
+    case_number: int | None,
+    *,
+    proposal_id: str | None = None,
+    detail: str = "",
+    request: dict[str, Any] | None = None,
+    result: dict[str, Any] | None = None,
+) -> None:
+    """Append one entry to the audit log: `actor` did `action`, now."""
+    await store.audit(
+        AuditEntry(
+            at=utc_now(),
+            actor_id=actor.id,
+            actor_name=actor.name,
+            platform=actor.platform,
+            action=action,
+            case_number=case_number,
+            proposal_id=proposal_id,
+            request=request,
+            result=result,
+            detail=detail,
+        )
+    )
 
 
 def _first_request(result: dict[str, Any]) -> dict[str, Any] | None:

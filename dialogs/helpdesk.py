@@ -18,10 +18,9 @@ from typing import Any, Protocol
 
 from cards.data import ResultsData
 from checks.models import Finding, Remediation, Status
-from dialogs.approval import Actor, Approvals, DecideResult
+from dialogs.approval import Actor, Approvals, DecideResult, record
 from dialogs.cases import (
     Approval,
-    AuditEntry,
     Case,
     CaseState,
     CaseStore,
@@ -33,7 +32,7 @@ from dialogs.cases import (
 )
 from dialogs.intake import WHERE_LABELS, IntakeAnswers, check_answers
 from dialogs.models import CardSpec, Person, Platform
-from dialogs.store import StoredDiagnosis, utc_now
+from dialogs.store import StoredDiagnosis
 
 # Re-run the named checks for the case's address and app; the new findings.
 Recheck = Callable[[Case, list[str]], Awaitable[list[Finding]]]
@@ -373,18 +372,14 @@ class Helpdesk:
         detail: str = "",
         result: dict[str, Any] | None = None,
     ) -> None:
-        await self.cases.audit(
-            AuditEntry(
-                at=utc_now(),
-                actor_id=actor.id,
-                actor_name=actor.name,
-                platform=actor.platform,
-                action=action,
-                case_number=case.number,
-                proposal_id=proposal_id,
-                result=result,
-                detail=detail,
-            )
+        await record(
+            self.cases,
+            actor,
+            action,
+            case.number,
+            proposal_id=proposal_id,
+            detail=detail,
+            result=result,
         )
 
 

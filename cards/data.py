@@ -154,7 +154,10 @@ class HomeData(_Data):
     intro: str | None = None
 
 
-TEMPLATE_MODELS: dict[str, type[_Data]] = {
+# The helpdesk loop's cards build on ResultsData (above).
+from .case_data import AlertData, CaseData  # noqa: E402
+
+TEMPLATE_MODELS: dict[str, type[BaseModel]] = {
     "intake": IntakeData,
     "progress": ProgressData,
     "results": ResultsData,
@@ -162,4 +165,6 @@ TEMPLATE_MODELS: dict[str, type[_Data]] = {
     "error": ErrorData,
     "notice": NoticeData,
     "home": HomeData,
+    "case": CaseData,
+    "alert": AlertData,
 }

@@ -26,11 +26,13 @@ import jinja2
 from pydantic import BaseModel
 
 from checks.models import Status
+from dialogs.cases import QUESTION_INPUT, CaseAction
 from dialogs.models import Action, CardSpec
 
 from . import data as d
+from .case_data import CaseData
 from .limits import SlackKind, adaptive_problems, slack_problems
-from .present import short_reason
+from .present import operation_words, short_reason
 from .text import escape_ac_markdown, escape_mrkdwn, fit, one_line, scrub, slack_code, slack_pre
 from .view import (
     DETAIL_LEVELS,
@@ -197,6 +199,9 @@ def _env(target_family: str) -> jinja2.Environment:
         ACTION_ESCALATE=Action.ESCALATE.value,
         ACTION_DETAILS=Action.DETAILS.value,
         INTAKE_VERB="mailfix.intake",
+        CASE=CaseAction,
+        QUESTION_INPUT=QUESTION_INPUT,
+        operation_words=operation_words,
     )
     return env
 
@@ -218,7 +223,15 @@ def _render_json(family: str, name: str, **ctx: Any) -> dict[str, Any]:
 
 
 # Which templates each target can show.
-_SLACK_MESSAGE_TEMPLATES = {"progress", "results", "escalation", "error", "notice"}
+_SLACK_MESSAGE_TEMPLATES = {
+    "progress",
+    "results",
+    "escalation",
+    "error",
+    "notice",
+    "case",
+    "alert",
+}
 _ADAPTIVE_TEMPLATES = _SLACK_MESSAGE_TEMPLATES | {"intake", "home"}
 
 
@@ -287,6 +300,15 @@ def render(spec: CardSpec, target: Target | str) -> dict[str, Any]:
             if not problems:
                 return out
         raise CardError(f"results card does not fit {target.value}: {problems}")
+
+    if isinstance(model, CaseData):  # the helpdesk's details shrink like the results card's
+        for level in DETAIL_LEVELS:
+            view = results_view(model.details, level) if model.details is not None else None
+            out = _render_once(spec, target, model, {"view": view, "detail": level})
+            problems = _check(target, out)
+            if not problems:
+                return out
+        raise CardError(f"case card does not fit {target.value}: {problems}")
 
     # Lists (progress lines, recent diagnoses) shrink until the card fits.
     for max_items in (40, 20, 10, 5):

@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 from _db import reset_database
+from cards_helpers import validate_adaptive, validate_slack
 
 from bot.case_store import SqlCaseStore
 from bot.storage import SqlStore, create_engine, migrate
+from cards import Target, render
 from checks.models import Cause, Client, Finding, Remediation, Report, Side, Status
 from dialogs.approval import Actor, Approvals
 from dialogs.cases import Case, CaseState, Decision, DecisionOutcome, ProposalState
@@ -223,3 +225,28 @@ async def test_three_people_with_one_cause_make_one_alert_that_grows(
     assert alerts[0].data["count"] == 3 and alerts[0].data["people"] == ["Ana", "Bo", "Cy"]
     grown = [card for _, card in channel.updates if card.template == "alert"]
     assert grown and grown[-1].data["count"] == 4
+
+
+async def test_every_card_the_loop_sends_renders_on_both_platforms(
+    helpdesk: tuple[Helpdesk, Channel, SqlStore],
+) -> None:
+    desk, channel, diagnoses = helpdesk
+    desk.approver_ids = ["29:boss"]
+    for n, name in enumerate(("Ana", "Bo", "Cy"), start=1):
+        person = Person(id=f"U0{name.upper()}", name=name, workspace="T0001")
+        await escalate(desk, diagnoses, diagnosis(person, n), person)
+    number = 1
+    await desk.claim(number, AGENT)
+    await desk.ask(number, AGENT, "Which phone?")
+    [proposal] = channel.posts[0].data["proposals"]
+    await desk.decide(proposal["id"], BOSS, Decision.APPROVE)
+    await desk.resolve(number, AGENT)
+    cards = [*channel.posts, *(card for _, card in channel.updates)]
+    cards.append(await desk.case_card(number, approver_view=True))
+    assert {c.template for c in cards} == {"case", "alert"}
+    for card in cards:
+        validate_adaptive(render(card, Target.ADAPTIVE))
+        validate_slack(render(card, Target.SLACK_MESSAGE), "message")
+    done = render(cards[-1], Target.ADAPTIVE)
+    assert done["refresh"]["userIds"] == ["29:boss"]
+    assert "actions" not in done  # resolved: no Claim, no Resolve

@@ -44,12 +44,11 @@ class AppCertificate:
     der: bytes  # the certificate, as the app registration holds it
 
 
-@functools.cache
-def app_certificate() -> AppCertificate:
-    """The sandbox app's certificate (made once per process; every sandbox app trusts it unless
-    its registration says `sandbox_certificate=False`)."""
+def rsa_self_signed(common_name: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """An RSA key and a self-signed certificate for it, valid from 30 days ago for a year (JWT
+    signatures are RS256/PS256, so the EC builder in sandbox.ca does not fit here)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailfix sandbox app")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -57,10 +56,18 @@ def app_certificate() -> AppCertificate:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(days=30))
         .not_valid_after(now + dt.timedelta(days=365))
         .sign(key, hashes.SHA256())
     )
+    return key, cert
+
+
+@functools.cache
+def app_certificate() -> AppCertificate:
+    """The sandbox app's certificate (made once per process; every sandbox app trusts it unless
+    its registration says `sandbox_certificate=False`)."""
+    key, cert = rsa_self_signed("mailfix sandbox app")
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -33,12 +33,11 @@ from urllib.parse import urlsplit
 import jwt
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from sandbox.services import base
-from sandbox.tenant.build import app_certificate
+from sandbox.tenant.build import app_certificate, rsa_self_signed
 from sandbox.tenant.hosts import TenantHosts
 from sandbox.tenant.models import EXO_APP_ID, GRAPH_APP_ID, ROLE_TEMPLATES
 from sandbox.tenant.state import TenantState
@@ -82,21 +81,7 @@ class SigningKey:
 @functools.cache
 def signing_key() -> SigningKey:
     """The process-wide token-signing key (RSA, as Entra signs with RS256)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, "accounts.accesscontrol.windows.net")]
-    )
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=30))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = rsa_self_signed("accounts.accesscontrol.windows.net")
     return SigningKey(key, cert.public_bytes(serialization.Encoding.DER))
 
 

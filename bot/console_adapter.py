@@ -45,7 +45,7 @@ import re
 import secrets
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,6 +320,10 @@ class ConsoleBot:
         self.closing = False
         self._page = (STATIC / "console.html").read_bytes()
         self._assets = {name: (STATIC / name).read_bytes() for name in ASSETS}
+        # Text typed into the composer that is not a command may be meant for someone else
+        # (the helpdesk loop: the answer to the helpdesk's question). The hook returns the
+        # timeline items it made, or None to treat the text as usual.
+        self.on_text: Callable[[Session, str], Awaitable[list[Item] | None]] | None = None
 
     def register(self, app: web.Application) -> None:
         add = app.router.add_route
@@ -351,6 +355,27 @@ class ConsoleBot:
                     reader.close()
         self.sessions.move_to_end(digest)
         return session
+
+    def session_of(self, person_id: str) -> Session | None:
+        """The session of a console person (their id is "console-<digest>"), if remembered."""
+        return self.sessions.get(person_id.removeprefix("console-"))
+
+    def tell(self, session: Session, text: str) -> Item:
+        """A message from the bot in the person's timeline (e.g. from the helpdesk)."""
+        return self._notice(session, text)
+
+    def broadcast(self, name: str, data: Any) -> None:
+        """An event for every open console page (no id: it is not part of any timeline)."""
+        event = f"event: {name}\ndata: {dumps(data)}\n\n".encode()
+        for session in self.sessions.values():
+            for reader in list(session.readers):
+                reader.push(event)
+
+    def caller(self, request: web.Request) -> Session | web.Response:
+        return self._caller(request)
+
+    def writer(self, request: web.Request) -> Session | web.Response:
+        return self._writer(request)
 
     def _caller(self, request: web.Request) -> Session | web.Response:
         token = request.cookies.get(COOKIE, "")
@@ -436,6 +461,10 @@ class ConsoleBot:
         text = body.get("text", "") if isinstance(body, dict) else None
         if not isinstance(text, str) or len(text) > MAX_TEXT:
             return _error(400, "bad_request", f'Send {{"text": "…"}}, at most {MAX_TEXT} chars.')
+        if self.on_text is not None and text.strip() and not _COMMAND.match(text):
+            handled = await self.on_text(session, text.strip())
+            if handled is not None:
+                return _items(handled)
         address, problem = command_address(command_text(text))
         values = {ADDRESS: address} if address is not None else {}
         turn = self._turn(session, TurnKind.START, text=address or "", values=values)

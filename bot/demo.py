@@ -38,10 +38,17 @@ from rich.text import Text
 
 from bot.console import print_report
 from bot.console_adapter import attach_console
+from bot.console_helpdesk import attach_helpdesk, current_case
 from bot.server import create_app
 from bot.settings import Settings
-from checks.models import Client, Report
+from checks.diagnosis import CAUSES
+from checks.models import Client, Finding, Remediation, Report
+from checks.registry import CATALOGUE as CHECKS
+from checks.remedies import approval_executor
+from checks.remedies.verify import with_dependencies
 from checks.runner import diagnose
+from dialogs.cases import Case
+from dialogs.intake import IntakeAnswers, check_answers
 from sandbox.catalogue import CATALOGUE
 from sandbox.scenario import Scenario, a_label
 from sandbox.world import World, WorldError
@@ -219,6 +226,47 @@ class SandboxDiagnose:
         )
 
 
+class SandboxFixes:
+    """The approval flow's executor (`dialogs.approval.ApplyFix`) for the demo: an approved fix
+    goes to the tenant of the case's sandbox world, through `checks.remedies.apply`."""
+
+    def __init__(self, pool: WorldPool, *, timeout: float = 30.0) -> None:
+        self.pool = pool
+        self.timeout = timeout
+
+    async def __call__(self, remediation: Remediation) -> tuple[bool, dict[str, Any]]:
+        case = current_case.get()
+        address = case.address if case is not None else remediation.target
+        world = await self.pool.world(scenario_for(address).id)
+        async with world.network() as net:
+            run = approval_executor(world.settings(), net=net, timeout=self.timeout)
+            return await run(remediation)
+
+
+class SandboxRecheck:
+    """Run the checks a fix names again, for the case's address and app, in its world."""
+
+    def __init__(self, pool: WorldPool, *, deadline: float = SAMPLE_DEADLINE) -> None:
+        self.pool = pool
+        self.deadline = deadline
+
+    async def __call__(self, case: Case, check_ids: list[str]) -> list[Finding]:
+        answers = check_answers(dict(case.answers))
+        client = answers.client if isinstance(answers, IntakeAnswers) else Client.ALL
+        wanted = with_dependencies(check_ids)
+        world = await self.pool.world(scenario_for(case.address).id)
+        async with world.network() as net:
+            report = await diagnose(
+                case.address,
+                client,
+                settings=world.settings(),
+                net=net,
+                checks=[c for c in CHECKS if c.id in wanted],
+                deadline=self.deadline,
+            )
+        return [report.finding(c) for c in check_ids if c in wanted]
+
+
 # --- the server -------------------------------------------------------------------------------
 
 
@@ -271,7 +319,16 @@ def build_app(settings: Settings, pool: WorldPool) -> web.Application:
         diagnose=SandboxDiagnose(pool, deadline=settings.deadline),
         teams=create_teams_handler,
     )
-    attach_console(app, samples=sample_addresses())
+    console = attach_console(app, samples=sample_addresses())
+    # The helpdesk loop inside the console: Escalate opens a case in the demo's database, the
+    # console's Helpdesk and Approver views act on it, approved fixes go to the sandbox tenant.
+    attach_helpdesk(
+        app,
+        console,
+        apply_fix=SandboxFixes(pool),
+        recheck=SandboxRecheck(pool),
+        cause_titles={cause.id: cause.title for cause in CAUSES.values()},
+    )
     return app
 
 

@@ -218,6 +218,94 @@ async def test_the_console_story_in_a_real_browser(tmp_path: Path) -> None:
         assert c.problems == []
 
 
+async def test_the_helpdesk_and_approver_views_in_a_real_browser(tmp_path: Path) -> None:
+    """Person -> Escalate -> the case in the Helpdesk view (Claim, Ask; the person answers in
+    their chat) -> the Approver view approves the proposed fix -> the sandbox tenant is changed,
+    the re-check passes on the card, and the person is told in plain words."""
+    from playwright.async_api import expect
+
+    address = "imap-off@contoso.com"  # IMAP is switched off for the mailbox in this world
+    async with console(tmp_path) as c:
+        page = c.page
+        await page.goto(c.url + "/console")
+        await expect(page.locator("#status")).to_have_text("live")
+        await c.say(f"mailfix {address}")
+        form = c.rows("intake").last
+        await fill_intake(form, "imap-app")
+        await form.get_by_role("button", name="Run checks").click()
+        results = c.rows("results")
+        await expect(results).to_contain_text("switched off")
+        await results.get_by_role("button", name="Escalate to helpdesk").click()
+
+        # The receipt says what really happened: the case number and where it was posted.
+        receipt = c.rows("escalation")
+        await expect(receipt).to_contain_text("Case 1")
+        await expect(receipt).to_contain_text("the Helpdesk view of this console")
+        await expect(page.locator("#board-count")).to_have_text("1")
+
+        # The helpdesk's view: the case card as everyone in the channel gets it in Teams —
+        # no Approve / Reject there (only approvers get those).
+        await page.locator("[data-pane=helpdesk]").click()
+        card = page.locator("#board .row[data-template=case]")
+        await expect(card).to_have_count(1)
+        await expect(card).to_contain_text("Case 1:")
+        await expect(card).to_contain_text(address)
+        await expect(card).to_contain_text("Switch IMAP on for ana@contoso.com")
+        await expect(card).to_contain_text("Approvers see Approve and Reject here.")
+        await expect(card.get_by_role("button", name="Approve")).to_have_count(0)
+        await card.get_by_role("button", name="Claim").click()
+        await expect(card).to_contain_text("Taken by Sam Rivera")
+        await expect(card.get_by_role("button", name="Claim")).to_have_count(0)
+        await card.get_by_label("Question for the person").fill("Which computer do you use?")
+        await card.get_by_role("button", name="Ask the person").click()
+        await expect(card).to_contain_text("Waiting for Console user to answer")
+        await c.shot("07-helpdesk")
+
+        # The person sees the question in their chat and answers it there.
+        await page.locator("[data-pane=person]").click()
+        asked = page.locator("#timeline .row[data-template=notice]")
+        await expect(asked.last).to_contain_text("Which computer do you use?")
+        await c.say("The laptop at home")
+        await expect(asked.last).to_contain_text("Sent to the helpdesk with case 1")
+
+        # Slack shows Approve to everyone in the channel; the server refuses the agent.
+        await page.locator("[data-pane=helpdesk]").click()
+        await expect(card).to_contain_text("The laptop at home")
+        await page.get_by_role("button", name="Slack", exact=True).click()
+        slack = card.locator(".bk-message")
+        await expect(slack).to_contain_text("Case 1:")
+        await slack.get_by_role("button", name="Approve").click()
+        await expect(card.locator(".card-note")).to_contain_text("Only approvers")
+        await page.get_by_role("button", name="Teams", exact=True).click()
+
+        # The approver's view: Approve applies the fix to the sandbox tenant, then re-checks.
+        await page.locator("[data-pane=approver]").click()
+        await expect(card.get_by_role("button", name="Approve")).to_be_visible()
+        await card.get_by_role("button", name="Approve").click()
+        await expect(card).to_contain_text("Approved by Jo Okafor")
+        await expect(card).to_contain_text("Applied")
+        await expect(card).to_contain_text("Set-CASMailbox")
+        await expect(card).to_contain_text("Mailbox and protocols: passes now")
+        await expect(card.get_by_role("button", name="Approve")).to_have_count(0)
+        shot = await c.shot("08-approver")
+        if target := os.environ.get("MAILFIX_HELPDESK_SCREENSHOT"):
+            shutil.copyfile(shot, target)
+
+        # The person is told in plain words.
+        await page.locator("[data-pane=person]").click()
+        await expect(asked.last).to_contain_text("IMAP is switched on for your mailbox")
+        await c.shot("09-person-told")
+
+        # The helpdesk resolves the case; the person hears of it too.
+        await page.locator("[data-pane=helpdesk]").click()
+        await card.get_by_role("button", name="Resolve").click()
+        await expect(card).to_contain_text("Resolved")
+        await expect(card.get_by_role("button", name="Resolve")).to_have_count(0)
+        await page.locator("[data-pane=person]").click()
+        await expect(asked.last).to_contain_text("marked your case 1 as resolved")
+        assert c.problems == []
+
+
 async def _length(locator: Any) -> int:
     return len(await locator.inner_text())
 

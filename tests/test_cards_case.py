@@ -183,7 +183,7 @@ def test_buttons_have_stable_ids_and_carry_only_the_case_or_the_proposal() -> No
         assert set(action["data"]) <= {"case", "proposal"}, action
         assert set(action["fallback"]["data"]) <= {"case", "proposal", "verb"}
     [question] = [n for n in nodes(card) if n.get("type") == "Input.Text"]
-    assert question["id"] == QUESTION_INPUT and question["label"] == "Ask the person"
+    assert question["id"] == QUESTION_INPUT and question["label"] == "Question for the person"
 
 
 def test_the_card_shows_the_person_their_answers_the_qa_and_what_became_of_each_fix() -> None:

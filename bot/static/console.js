@@ -419,6 +419,25 @@ const BlockKit = (() => {
         });
         return node;
       }
+      case 'input': {
+        const node = el('div', 'bk-input');
+        const element = spec.element || {};
+        const label = el('label', null, (spec.label && spec.label.text) || '');
+        node.append(label);
+        if (element.type === 'plain_text_input') {
+          const input = el('input');
+          input.type = 'text';
+          input.id = `bk-${spec.block_id || 'input'}-${Math.random().toString(36).slice(2, 8)}`;
+          label.htmlFor = input.id;
+          input.dataset.actionId = String(element.action_id || '');
+          if (element.max_length) input.maxLength = Number(element.max_length);
+          if (element.placeholder && element.placeholder.text) input.placeholder = String(element.placeholder.text);
+          node.append(input);
+        } else {
+          node.append(interactive(element, onButton));
+        }
+        return node;
+      }
       case 'rich_text':
         return richText(spec);
       case 'image':
@@ -462,8 +481,13 @@ const Page = (() => {
   const composer = document.getElementById('composer');
   const say = document.getElementById('say');
   const views = [...document.querySelectorAll('[data-view]')];
+  const panes = [...document.querySelectorAll('[data-pane]')];
+  const board = document.getElementById('board');
   const shown = new Map(); // item key -> { item, node }
+  const posted = new Map(); // helpdesk channel: card key -> { item, node }
   let view = 'teams';
+  let pane = 'person';
+  let roles = { helpdesk: 'the helpdesk agent', approver: 'the approver' };
   let homeTimer = null;
 
   async function call(method, path, body) {
@@ -661,14 +685,143 @@ const Page = (() => {
       /* private mode: the choice lasts until reload */
     }
     redraw();
+    redrawBoard();
+  }
+
+  // --- the helpdesk channel: the Helpdesk and Approver views -------------------------------------
+
+  const INTRO = {
+    helpdesk: () => [
+      `The helpdesk channel as everyone in it sees it. You are ${roles.helpdesk} of the helpdesk: `
+        + 'Claim a case, ask the person a question, resolve it.',
+      'Teams shows Approve and Reject only to approvers (switch to the Approver view). '
+        + 'Slack shows them to everyone, and mailfix refuses anyone who is not an approver.',
+    ],
+    approver: () => [
+      `The same channel as an approver sees it in Teams. You are ${roles.approver}, an approver: `
+        + 'Approve applies the fix to the sandbox tenant, then mailfix checks again and tells the person.',
+    ],
+  };
+
+  function setPane(name) {
+    pane = ['helpdesk', 'approver'].includes(name) ? name : 'person';
+    panes.forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.pane === pane)));
+    document.body.dataset.pane = pane;
+    document.getElementById('person-pane').hidden = pane !== 'person';
+    document.getElementById('board-pane').hidden = pane === 'person';
+    const intro = document.getElementById('board-intro');
+    intro.replaceChildren(...(INTRO[pane] ? INTRO[pane]() : []).map((t) => el('p', null, t)));
+    try {
+      localStorage.setItem('mailfix.pane', pane);
+    } catch (err) {
+      /* private mode */
+    }
+    redrawBoard();
+  }
+
+  function note(host, text, ok) {
+    if (!host || !text) return;
+    let node = host.querySelector(':scope > .card-note');
+    if (!node) {
+      node = el('div', 'card-note');
+      node.setAttribute('role', ok ? 'status' : 'alert');
+      host.append(node);
+    }
+    node.classList.toggle('refused', !ok);
+    node.textContent = text;
+  }
+
+  async function act(host, key, body) {
+    setBusy(host, true);
+    try {
+      const answer = await call('POST', 'helpdesk', { ...body, role: pane });
+      (answer.items || []).forEach(upsertBoard);
+      const current = posted.get(key);
+      note(current ? current.node.querySelector('.card-host') : host, answer.message, answer.ok !== false);
+    } catch (err) {
+      problem(host, `Could not send that: ${err.message}`);
+    } finally {
+      if (host.isConnected) setBusy(host, false);
+    }
+  }
+
+  function slackInputs(host) {
+    const values = {};
+    host.querySelectorAll('.bk-input input').forEach((input) => {
+      if (input.dataset.actionId) values[input.dataset.actionId] = input.value;
+    });
+    return values;
+  }
+
+  function drawPosted(item) {
+    const row = el('div', 'row bot');
+    row.dataset.template = String(item.template || '');
+    row.dataset.case = String(item.case ?? '');
+    const host = el('div', 'card-host');
+    const slack = view === 'slack' && item.slack;
+    row.classList.add(slack ? 'slack' : 'teams');
+    if (slack) {
+      host.append(BlockKit.render(item.slack, (element) => {
+        const verb = String(element.action_id || '');
+        const value = String(element.value || '');
+        const data = verb.startsWith('mailfix.fix.') ? { proposal: value } : { case: value };
+        act(host, item.key, { verb, data, inputs: slackInputs(host) });
+      }));
+    } else {
+      const json = pane === 'approver' ? item.approver_card : item.card;
+      const { node } = Teams.render(json, (action, card) => {
+        const data = action.data && typeof action.data === 'object' ? { ...action.data } : {};
+        const verb = action.getJsonTypeName() === 'Action.Execute' ? action.verb : data.verb;
+        act(host, item.key, { verb, data, inputs: Teams.inputs(card) });
+      });
+      host.append(node);
+    }
+    row.append(el('div', 'avatar', '✉'), host);
+    return row;
+  }
+
+  function upsertBoard(item) {
+    if (!item || typeof item.key !== 'string') return;
+    const known = posted.get(item.key);
+    if (known && known.item.rev >= item.rev) return;
+    const node = drawPosted(item);
+    if (known) known.node.replaceWith(node);
+    else board.prepend(node); // the newest case on top, like a channel read from the top
+    posted.set(item.key, { item, node });
+    document.getElementById('board-empty').hidden = posted.size > 0;
+    const cases = [...posted.values()].filter((e) => e.item.template === 'case').length;
+    document.getElementById('board-count').textContent = cases ? String(cases) : '';
+  }
+
+  function redrawBoard() {
+    posted.forEach((entry) => {
+      const node = drawPosted(entry.item);
+      entry.node.replaceWith(node);
+      entry.node = node;
+    });
+  }
+
+  async function loadBoard() {
+    try {
+      const answer = await call('GET', 'board');
+      if (answer.roles) roles = answer.roles;
+      (answer.items || []).forEach(upsertBoard);
+      setPane(pane);
+    } catch (err) {
+      /* the person's view works without it */
+    }
   }
 
   function listen() {
     const events = new EventSource(API + 'events');
-    events.addEventListener('open', () => setStatus('live', 'live'));
+    events.addEventListener('open', () => {
+      setStatus('live', 'live');
+      loadBoard();
+    });
     events.addEventListener('error', () => setStatus('down', 'reconnecting…'));
     events.addEventListener('snapshot', (e) => reset(JSON.parse(e.data).items));
     events.addEventListener('item', (e) => upsert(JSON.parse(e.data)));
+    events.addEventListener('board', (e) => upsertBoard(JSON.parse(e.data)));
   }
 
   async function boot() {
@@ -686,6 +839,14 @@ const Page = (() => {
       start(text);
     });
     views.forEach((b) => b.addEventListener('click', () => setView(b.dataset.view)));
+    panes.forEach((b) => b.addEventListener('click', () => setPane(b.dataset.pane)));
+    let savedPane = null;
+    try {
+      savedPane = localStorage.getItem('mailfix.pane');
+    } catch (err) {
+      savedPane = null;
+    }
+    setPane(savedPane || 'person');
     let saved = null;
     try {
       saved = localStorage.getItem('mailfix.view');

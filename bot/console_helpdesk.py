@@ -1,0 +1,352 @@
+"""The helpdesk loop in the local console (demo): the helpdesk channel as a second view.
+
+The console page switches between three views of the same cases:
+
+- **Person**: their chat with mailfix (`bot.console_adapter`). "Escalate to helpdesk" opens a
+  real case (`dialogs.helpdesk.Helpdesk` on the demo's database); the helpdesk's news about it
+  (taken, a question, a fix applied, resolved) arrives here as messages, and text typed while
+  the helpdesk waits for an answer goes back to the case.
+- **Helpdesk**: the helpdesk channel (`ConsoleChannel`, a `HelpdeskChannel`): case and alert
+  cards, posted and updated in place. Its Teams cards are the ones everybody gets: no Approve /
+  Reject (Teams shows those only to the approvers named in `refresh.userIds`); its Slack
+  preview shows them to everyone, as Slack does, and the server refuses a non-approver.
+- **Approver**: the same channel as an approver sees it in Teams (the refreshed card, with
+  Approve / Reject). The console person is an approver in this view, and only in this view.
+
+In (JSON, the console's own rules: session cookie, `X-Mailfix-Console`, no foreign origin):
+- `GET  /console/api/board`: every card of the helpdesk channel (`{"items": [...]}`);
+- `POST /console/api/helpdesk {"verb", "data", "inputs", "role"}`: a button on a case card —
+  `verb` a `dialogs.cases.CaseAction`, `data` `{"case": N}` or `{"proposal": id}` (nothing
+  else is read from it), `inputs` the card's inputs (the question), `role` "helpdesk" or
+  "approver" (who pressed: the person in that view). Answers `{"message", "items"}`.
+Board changes also reach every open page as a `board` event on the console's event stream.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import OrderedDict
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+from aiohttp import web
+
+from bot.case_store import SqlCaseStore
+from bot.console_adapter import ConsoleBot, Item, Session, _error, _json, command_address
+from bot.server import RUNTIME
+from cards import CardError, Target, render
+from dialogs.approval import Actor, ApplyFix, Approvals
+from dialogs.cases import (
+    QUESTION_INPUT,
+    Case,
+    CaseAction,
+    CaseState,
+    Decision,
+    DecisionOutcome,
+    ProposalState,
+)
+from dialogs.flow import Conversation
+from dialogs.helpdesk import Helpdesk, Posted, Recheck
+from dialogs.models import CardSpec, Platform
+
+log = logging.getLogger(__name__)
+
+WHERE = "the Helpdesk view of this console"
+# Who the console person is in each view (the names the person's messages and the audit show).
+ROLES = {"helpdesk": "Sam Rivera", "approver": "Jo Okafor"}
+MAX_BOARD = 200  # cards kept on the board
+MAX_QUESTION = 1000
+
+# The case a fix is being applied for, while `Helpdesk.decide` runs: an executor that needs
+# more than the remediation (the demo's: which sandbox world) reads it.
+current_case: ContextVar[Case | None] = ContextVar("mailfix_console_case", default=None)
+
+
+@dataclass
+class BoardItem:
+    """One card in the helpdesk channel, drawn three ways."""
+
+    key: str
+    rev: int
+    template: str
+    case: int | None
+    card: dict[str, Any]  # the Adaptive Card everyone gets (Teams)
+    approver_card: dict[str, Any]  # what an approver sees in Teams (refreshed)
+    slack: dict[str, Any] | None  # the Block Kit message (everyone sees the same)
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "rev": self.rev,
+            "kind": "card",
+            "template": self.template,
+            "case": self.case,
+            "card": self.card,
+            "approver_card": self.approver_card,
+            "slack": self.slack,
+        }
+
+
+class ConsoleApprovers:
+    """`ApproverDirectory` of the demo: the console person when they act as the approver."""
+
+    async def is_approver(self, actor: Actor) -> bool:
+        return actor.platform == Platform.CONSOLE.value and actor.id.endswith(":approver")
+
+
+class ConsoleChannel:
+    """`dialogs.helpdesk.HelpdeskChannel` for the console: the board, and the person's timeline."""
+
+    def __init__(self, console: ConsoleBot) -> None:
+        self.console = console
+        self.items: OrderedDict[str, BoardItem] = OrderedDict()
+        self.rev = 0
+        self._keys = itertools.count(1)
+        self.waiting: dict[str, int] = {}  # person id -> the case whose question they answer
+
+    def board(self) -> list[dict[str, Any]]:
+        return [i.wire() for i in self.items.values()]
+
+    def _put(self, key: str, spec: CardSpec) -> BoardItem:
+        approver = spec
+        if spec.template == "case":
+            approver = CardSpec(template="case", data={**spec.data, "approver_view": True})
+        try:
+            slack: dict[str, Any] | None = render(spec, Target.SLACK_MESSAGE)
+        except CardError:
+            log.warning("console: no Slack preview of a %s card", spec.template)
+            slack = None
+        self.rev += 1
+        number = spec.data.get("number")
+        item = BoardItem(
+            key=key,
+            rev=self.rev,
+            template=spec.template,
+            case=number if isinstance(number, int) else None,
+            card=render(spec, Target.ADAPTIVE),
+            approver_card=render(approver, Target.ADAPTIVE),
+            slack=slack,
+        )
+        self.items[key] = item
+        while len(self.items) > MAX_BOARD:
+            self.items.popitem(last=False)
+        self.console.broadcast("board", item.wire())
+        return item
+
+    async def post(self, platform: Platform, card: CardSpec) -> Posted:
+        key = f"{card.template}-{next(self._keys)}"
+        self._put(key, card)
+        return Posted(WHERE, ref={"platform": Platform.CONSOLE.value, "key": key})
+
+    async def update(self, ref: dict[str, Any], card: CardSpec) -> bool:
+        key = ref.get("key")
+        if not isinstance(key, str) or key not in self.items:
+            return False
+        self._put(key, card)
+        return True
+
+    async def tell(self, case: Case, text: str) -> None:
+        session = self.console.session_of(case.person_id)
+        if session is None:
+            log.warning("console: the person of case %s has no session any more", case.number)
+            return
+        if case.state is CaseState.WAITING:
+            self.waiting[case.person_id] = case.number
+            text += " Type your answer below and press Send."
+        self.console.tell(session, text)
+
+
+class ConsoleHelpdesk:
+    """The routes of the helpdesk and approver views, on one `Helpdesk`."""
+
+    def __init__(self, console: ConsoleBot, channel: ConsoleChannel, helpdesk: Helpdesk) -> None:
+        self.console = console
+        self.channel = channel
+        self.helpdesk = helpdesk
+        console.on_text = self.answer
+
+    def register(self, app: web.Application) -> None:
+        app.router.add_route("GET", "/console/api/board", self.board)
+        app.router.add_route("POST", "/console/api/helpdesk", self.act)
+
+    async def board(self, request: web.Request) -> web.Response:
+        session = self.console.caller(request)
+        if isinstance(session, web.Response):
+            return session
+        return _json({"items": self.channel.board(), "roles": ROLES})
+
+    # --- the person answers the helpdesk's question --------------------------------------------
+
+    async def answer(self, session: Session, text: str) -> list[Item] | None:
+        number = self.channel.waiting.get(session.person.id)
+        if number is None:
+            return None
+        address, problem = command_address(text)
+        if address is not None and problem is None and address == text:
+            return None  # a bare address: a new check, as always
+        case = await self.helpdesk.answer(number, session.person.id, text)
+        self.channel.waiting.pop(session.person.id, None)
+        if case is None:  # resolved meanwhile, or no longer waiting: an ordinary message
+            return None
+        said = session.said(text)
+        return [said, self.console.tell(session, f"Sent to the helpdesk with case {number}.")]
+
+    # --- the helpdesk's and the approver's buttons ----------------------------------------------
+
+    async def act(self, request: web.Request) -> web.Response:
+        session = self.console.writer(request)
+        if isinstance(session, web.Response):
+            return session
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            return _error(400, "bad_request", "Send a JSON object.")
+        data, inputs, role = body.get("data") or {}, body.get("inputs") or {}, body.get("role")
+        if not isinstance(data, dict) or not isinstance(inputs, dict) or role not in ROLES:
+            return _error(400, "bad_request", 'Send "data", "inputs" and a "role".')
+        try:
+            verb = CaseAction(str(body.get("verb") or data.get("verb")))
+        except ValueError:
+            return _error(400, "unknown_verb", "This button is not one mailfix knows.")
+        actor = Actor(
+            id=f"{session.person.id}:{role}",
+            name=ROLES[str(role)],
+            platform=Platform.CONSOLE.value,
+            workspace=session.person.workspace,
+        )
+        if verb in (CaseAction.APPROVE, CaseAction.REJECT):
+            proposal = data.get("proposal")
+            if not isinstance(proposal, str) or not 0 < len(proposal) <= 100:
+                return _error(400, "bad_request", "This button names no fix.")
+            message, ok, number = await self._decide(proposal, actor, verb)
+        else:
+            number = _case_number(data.get("case"))
+            if number is None:
+                return _error(400, "bad_request", "This button names no case.")
+            message, ok = await self._case(number, actor, verb, inputs)
+        key = _case_key(self.channel, number) if number else None
+        item = self.channel.items.get(key) if key else None
+        items = [item.wire()] if item else []
+        return _json({"message": message, "ok": ok, "items": items})
+
+    async def _case(
+        self, number: int, actor: Actor, verb: CaseAction, inputs: dict[str, Any]
+    ) -> tuple[str | None, bool]:
+        desk = self.helpdesk
+        if await desk.cases.case(number) is None:
+            return f"There is no case {number}.", False
+        if verb is CaseAction.CLAIM:
+            if await desk.claim(number, actor) is None:
+                return "Someone has already taken this case, or it is resolved.", False
+            return "Taken: the person is told.", True
+        if verb is CaseAction.ASK:
+            question = inputs.get(QUESTION_INPUT)
+            question = question.strip() if isinstance(question, str) else ""
+            if not question:
+                return "Type the question for the person first.", False
+            if len(question) > MAX_QUESTION:
+                return f"Keep the question under {MAX_QUESTION} characters.", False
+            if await desk.ask(number, actor, question) is None:
+                return "This case is resolved: nobody to ask.", False
+            return "Asked: the question is in the person's chat.", True
+        if verb is CaseAction.RESOLVE:
+            if await desk.resolve(number, actor) is None:
+                return "This case was already resolved.", False
+            return "Resolved: the person is told.", True
+        return None, True  # REFRESH: the approver's view is on the board already
+
+    async def _decide(
+        self, proposal_id: str, actor: Actor, verb: CaseAction
+    ) -> tuple[str | None, bool, int | None]:
+        desk = self.helpdesk
+        proposal = await desk.cases.proposal(proposal_id)
+        if proposal is None:
+            return "This fix is no longer on any case.", False, None
+        case = await desk.cases.case(proposal.case_number)
+        decision = Decision.APPROVE if verb is CaseAction.APPROVE else Decision.REJECT
+        token = current_case.set(case)
+        try:
+            result = await desk.decide(proposal_id, actor, decision)
+        finally:
+            current_case.reset(token)
+        number = proposal.case_number
+        if result.refused:
+            return result.refused, False, number
+        applied = result.applied
+        if applied is not None:
+            detail = str((applied.result or {}).get("detail") or "")
+            if applied.state is ProposalState.APPLIED:
+                return f"Applied. {detail}".strip(), True, number
+            return f"Could not be applied. {detail}".strip(), False, number
+        words = {
+            DecisionOutcome.RECORDED: "Your approval is recorded; this fix needs another approver.",
+            DecisionOutcome.REJECTED: "Rejected: nothing will be changed.",
+            DecisionOutcome.DUPLICATE: "You have already decided on this fix.",
+            DecisionOutcome.TOO_LATE: "This fix was already decided.",
+            DecisionOutcome.EXPIRED: "This fix expired without a decision: nothing was changed.",
+        }
+        ok = result.outcome in (DecisionOutcome.RECORDED, DecisionOutcome.REJECTED)
+        return (words.get(result.outcome) if result.outcome else None), ok, number
+
+
+def _case_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and 0 < value < 2**31:
+        return value
+    if isinstance(value, str) and value.isdigit() and len(value) < 10:
+        return int(value)
+    return None
+
+
+def _case_key(channel: ConsoleChannel, number: int) -> str | None:
+    for key, item in channel.items.items():
+        if item.case == number:
+            return key
+    return None
+
+
+def attach_helpdesk(
+    app: web.Application,
+    console: ConsoleBot,
+    *,
+    apply_fix: ApplyFix,
+    recheck: Recheck | None = None,
+    cause_titles: dict[str, str] | None = None,
+) -> ConsoleHelpdesk:
+    """The helpdesk loop for the console: cases in the server's own database (the diagnoses'
+    engine), the helpdesk channel as the console's second view, Escalate wired to it."""
+    runtime = app[RUNTIME]
+    engine = getattr(runtime.store, "engine", None)
+    if engine is None:
+        raise RuntimeError("the console's helpdesk needs the SQL store (bot.storage.SqlStore)")
+    cases = SqlCaseStore(engine)
+    channel = ConsoleChannel(console)
+    approvals = Approvals(cases, apply_fix=apply_fix, approvers=ConsoleApprovers(), owner="console")
+    conversation = cast(Conversation, runtime.conversation)
+
+    async def details(case: Case) -> Any:
+        if case.diagnosis_id is None:
+            return None
+        return await conversation.helpdesk_details(case.diagnosis_id)
+
+    helpdesk = Helpdesk(
+        cases,
+        channel,
+        approvals,
+        recheck=recheck,
+        cause_titles=cause_titles,
+        check_titles=dict(conversation.s.check_titles),
+        details=details,
+        # In Teams these would be the approvers' user ids; the console draws both views itself.
+        approver_ids=["console-approver"],
+    )
+    # The conversation's services are frozen: the one field the console adds is the escalation.
+    conversation.s = replace(conversation.s, escalate=helpdesk.escalate)
+    routes = ConsoleHelpdesk(console, channel, helpdesk)
+    routes.register(app)
+    return routes

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cards.data import ResultsData
-from checks.models import Finding, Remediation, Status
+from checks.models import Finding, Remediation, Report, Status
 from dialogs.approval import Actor, Approvals, DecideResult, record
 from dialogs.cases import (
     Approval,
@@ -69,6 +69,8 @@ class Receipt:
     case: Case
     posted: Posted
 
+
+HEALTH_CHECK = "tenant.service_health"
 
 _STATE_WORDS = {
     ProposalState.PROPOSED: "Waiting for approval",
@@ -330,10 +332,15 @@ class Helpdesk:
 
     async def alert_card(self, alert: PatternAlert) -> CardSpec:
         people: list[str] = []
+        reports: list[Report] = []
         for number in alert.case_numbers:
             case = await self.cases.case(number)
             if case is not None and case.person_name not in people:
                 people.append(case.person_name)
+            details = await self.details(case) if case is not None and self.details else None
+            if details is not None:
+                reports.append(details.report)
+        evidence, incident = self._shared(alert.cause, reports)
         data = {
             "title": "Possible outage or misconfiguration",
             "cause": self._cause(alert.cause),
@@ -343,8 +350,33 @@ class Helpdesk:
             "since": _time(alert.first_at),
             "latest": _time(alert.last_at),
             "cases": list(alert.case_numbers),
+            "evidence": evidence,
+            "incident": incident,
         }
         return CardSpec(template="alert", data=data)
+
+    def _shared(
+        self, cause: str, reports: Sequence[Report]
+    ) -> tuple[list[tuple[str, str]], str | None]:
+        """What the cases' checks for `cause` found alike (check title, summary), and the open
+        Exchange Online incident the service-health check reported, if any."""
+        shared: list[tuple[str, str]] | None = None
+        incident = None
+        for report in reports:
+            checks = next((c.checks for c in report.causes if c.id == cause), [])
+            found = [
+                (self.check_titles.get(f.check, f.check), f.summary)
+                for f in report.findings
+                if f.check in checks and f.status in (Status.FAIL, Status.WARN)
+            ]
+            shared = found if shared is None else [p for p in shared if p in found]
+            for finding in report.findings:
+                issues = finding.evidence.get("issues") if finding.check == HEALTH_CHECK else None
+                if incident is None and isinstance(issues, list) and issues:
+                    first = issues[0]
+                    if isinstance(first, dict) and first.get("id"):
+                        incident = f"{first['id']}: {first.get('title') or ''}".rstrip(": ")
+        return shared or [], incident
 
     def _cause(self, cause_id: str | None) -> str:
         if not cause_id:

@@ -7,6 +7,7 @@ the fake Web API and Bot Connector); the executor stands in for `checks.remedies
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from cards_helpers import validate_adaptive, validate_slack
 from bot.case_store import SqlCaseStore
 from bot.storage import SqlStore, create_engine, migrate
 from cards import Target, render
+from cards.data import ResultsData
 from checks.models import Cause, Client, Finding, Remediation, Report, Side, Status
 from dialogs.approval import Actor, Approvals
 from dialogs.cases import Case, CaseState, Decision, DecisionOutcome, ProposalState
@@ -146,7 +148,7 @@ async def escalate(
 
 
 def fact(card: CardSpec, label: str) -> str:
-    return dict(card.data["person"])[label]
+    return str(dict(card.data["person"])[label])
 
 
 async def test_the_whole_loop_from_escalation_to_the_person_being_told(
@@ -250,3 +252,47 @@ async def test_every_card_the_loop_sends_renders_on_both_platforms(
     done = render(cards[-1], Target.ADAPTIVE)
     assert done["refresh"]["userIds"] == ["29:boss"]
     assert "actions" not in done  # resolved: no Claim, no Resolve
+
+
+async def test_the_alert_shows_what_the_cases_share_and_the_open_incident(
+    helpdesk: tuple[Helpdesk, Channel, SqlStore],
+) -> None:
+    desk, channel, diagnoses = helpdesk
+    health = Finding(
+        check="tenant.service_health",
+        status=Status.FAIL,
+        summary="Microsoft reports an open Exchange Online incident.",
+        evidence={"issues": [{"id": "EX912345", "title": "Users can't sync with ActiveSync"}]},
+    )
+    stored: dict[str, StoredDiagnosis] = {}
+
+    async def details(case: Case) -> ResultsData | None:
+        d = stored[case.diagnosis_id or ""]
+        assert d.report is not None
+        return ResultsData(
+            diagnosis_id=d.id,
+            address=d.address,
+            client=d.client,
+            client_label="iPhone Mail",
+            report=d.report,
+            audience="helpdesk",
+        )
+
+    desk.details = details
+    desk.check_titles = {"tenant.mailbox": "Mailbox and protocols"}
+    for n, name in enumerate(("Ana", "Bo", "Cy"), start=1):
+        person = Person(id=f"U0{name.upper()}", name=name, workspace="T0001")
+        d = diagnosis(person, n)
+        assert d.report is not None
+        report = d.report.model_copy(update={"findings": [*d.report.findings, health]})
+        d = d.model_copy(update={"report": report})
+        stored[d.id] = d
+        await escalate(desk, diagnoses, d, person)
+    [alert] = [c for c in channel.posts if c.template == "alert"]
+    assert alert.data["evidence"] == [
+        ("Mailbox and protocols", "ActiveSync is switched off for this mailbox.")
+    ]
+    assert alert.data["incident"] == "EX912345: Users can't sync with ActiveSync"
+    for target in (Target.ADAPTIVE, Target.SLACK_MESSAGE):
+        out = render(alert, target)
+        assert "EX912345" in json.dumps(out)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from _db import reset_database
 from cards_helpers import validate_adaptive, validate_slack
+from dialogs_world import ANA as WORLD_ANA
+from dialogs_world import OUTLOOK_PROBLEM, make_world
 
 from bot.case_store import SqlCaseStore
 from bot.storage import SqlStore, create_engine, migrate
@@ -24,7 +27,7 @@ from checks.models import Cause, Client, Finding, Remediation, Report, Side, Sta
 from dialogs.approval import Actor, Approvals
 from dialogs.cases import Case, CaseState, Decision, DecisionOutcome, ProposalState
 from dialogs.helpdesk import Helpdesk, Posted, Receipt
-from dialogs.models import CardSpec, Person, Platform
+from dialogs.models import Action, CardSpec, Person, Platform
 from dialogs.store import StoredDiagnosis
 
 ANA = Person(id="U0ANA", name="Ana Lima", email="ana@contoso.com", workspace="T0001")
@@ -296,3 +299,55 @@ async def test_the_alert_shows_what_the_cases_share_and_the_open_incident(
     for target in (Target.ADAPTIVE, Target.SLACK_MESSAGE):
         out = render(alert, target)
         assert "EX912345" in json.dumps(out)
+
+
+@pytest.mark.parametrize(
+    ("posted", "words"),
+    [
+        (Posted("#it-helpdesk", ref={"ts": "1.0"}), "Case 7 is posted to #it-helpdesk."),
+        (
+            Posted("#it-helpdesk", error="mailfix is not a member of #it-helpdesk."),
+            "recorded as case 7, but it could not be posted to the helpdesk: mailfix is not a "
+            "member of #it-helpdesk. Quote case 7",
+        ),
+        (None, "Your request is recorded; a helpdesk agent will pick it up."),
+    ],
+)
+async def test_the_persons_receipt_says_what_escalating_really_did(
+    posted: Posted | None, words: str
+) -> None:
+    world = make_world()
+    opened: list[str] = []
+
+    async def escalate(stored: StoredDiagnosis, person: Person) -> Receipt:
+        opened.append(stored.id)
+        if posted is None:
+            raise RuntimeError("the helpdesk is down")
+        at = datetime.now(UTC)
+        case = Case(
+            number=7,
+            state=CaseState.OPEN,
+            diagnosis_id=stored.id,
+            platform=stored.platform,
+            person_id=person.id,
+            person_name=person.name or person.id,
+            address=stored.address,
+            created_at=at,
+            updated_at=at,
+        )
+        return Receipt(case, posted)
+
+    world.conversation.s = replace(world.services, escalate=escalate)
+    t = world.transcript(Platform.SLACK, WORLD_ANA)
+    await t.command("/mailfix")
+    t.expect_form()
+    await t.submit(OUTLOOK_PROBLEM)
+    t.expect_post("progress")
+    t.expect_update("results")
+    await t.press(Action.ESCALATE)
+    t.expect_update("results", escalated=True)
+    receipt = t.expect_post("escalation", diagnosis_id="d1")
+    assert opened == ["d1"]
+    assert words in receipt["summary"]
+    if posted is not None:
+        assert receipt["ticket"] == "Case 7" and receipt["channel_label"] == "#it-helpdesk"

@@ -163,13 +163,26 @@ async def test_throttling_retries_are_bounded() -> None:
     assert len(client.last_requests) == 1 + MAX_RETRIES
 
 
-async def test_throttled_token_request() -> None:
+async def test_throttled_token_request_past_the_deadline() -> None:
     throttle = Throttle(service="login", times=1, retry_after=7)
     async with tenant_world(throttles=(throttle,)) as probe:
-        client = client_of(probe)
+        client = client_of(probe, deadline=time.monotonic() + 3)
         with pytest.raises(Throttled) as info:
             await client.graph_get(f"/users/{ANA}")
     assert info.value.retry_after == 7
+    assert client.last_requests == []
+
+
+async def test_throttled_token_request_is_waited_out() -> None:
+    throttle = Throttle(service="login", times=1, retry_after=1)
+    async with tenant_world(throttles=(throttle,)) as probe:
+        client = client_of(probe, deadline=time.monotonic() + 20)
+        started = time.monotonic()
+        user = await client.graph_get(f"/users/{ANA}")
+        waited = time.monotonic() - started
+        posts = [r for r in probe.world.requests(LOGIN) if r.method == "POST"]
+    assert user["userPrincipalName"] == ANA
+    assert waited >= 1.0 and len(posts) == 2
 
 
 async def test_missing_graph_permission_is_named_with_where_to_grant_it() -> None:
@@ -411,14 +424,17 @@ async def test_a_refused_token_stays_the_news_when_instance_discovery_fails_too(
         return web.Response(status=500, text="discovery is down")
 
     sc = scenario(with_microsoft=False, records=[Record(name=LOGIN, rdtype="A", value=ip)])
-    async with custom_https(ip, [LOGIN], login) as port, checked(
-        sc,
-        base=base,
-        extra_ports={(ip, 443): port},
-        tenant_id=TENANT,
-        client_id=APP,
-        client_secret=SECRET,
-    ) as probe:
+    async with (
+        custom_https(ip, [LOGIN], login) as port,
+        checked(
+            sc,
+            base=base,
+            extra_ports={(ip, 443): port},
+            tenant_id=TENANT,
+            client_id=APP,
+            client_secret=SECRET,
+        ) as probe,
+    ):
         client = client_of(probe)
         with pytest.raises(TenantAuthFailed) as info:
             await client.graph_get(f"/users/{ANA}")

@@ -213,16 +213,33 @@ class TenantClient:
                 raise failed
             token = self._tokens.get(scope)
             if token is None or token.expires_at - 60 < time.monotonic():
-                try:
-                    token = await auth.acquire_token(
-                        self.settings, self.cloud, self.net, scope, deadline=self.deadline
-                    )
-                except TenantError as exc:
-                    self._token_errors[scope] = exc
-                    raise
+                token = await self._acquire(scope)
                 self.login_requests.extend(token.requests)
                 self._tokens[scope] = token
             return token.value
+
+    async def _acquire(self, scope: str) -> auth.Token:
+        """msal's token, waiting out a throttled token request like any other (bounded)."""
+        attempt = 0
+        while True:
+            try:
+                return await auth.acquire_token(
+                    self.settings, self.cloud, self.net, scope, deadline=self.deadline
+                )
+            except Throttled as exc:
+                wait = exc.retry_after or BACKOFF[min(attempt, len(BACKOFF) - 1)]
+                remaining = self._remaining()
+                if (
+                    attempt >= MAX_RETRIES
+                    or wait > MAX_WAIT
+                    or (remaining is not None and wait > remaining - DEADLINE_MARGIN)
+                ):
+                    raise
+                attempt += 1
+                await asyncio.sleep(wait)
+            except TenantError as exc:
+                self._token_errors[scope] = exc
+                raise
 
     def _drop_token(self, scope: str) -> None:
         token = self._tokens.pop(scope, None)

@@ -112,6 +112,7 @@ async def test_account_soft_deleted_with_days_left() -> None:
     assert f"{f.evidence['days_left']} more days" in f.summary
     assert f.remediation is not None and f.remediation.params
     assert f.evidence["user_id"] == person().id
+    assert f.evidence["upn"] == ANA  # without the object-id prefix of a deleted UPN
 
 
 async def test_account_disabled_carries_the_enable_proposal() -> None:

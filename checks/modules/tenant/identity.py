@@ -84,6 +84,13 @@ def _describe_sync_error(error: dict[str, Any]) -> str:
     return "a provisioning error"
 
 
+def _original_upn(deleted: User) -> str:
+    """A soft-deleted user's UPN is its object id (no dashes) followed by the old UPN (§5)."""
+    prefix = deleted.id.replace("-", "").lower()
+    upn = deleted.user_principal_name
+    return upn[len(prefix) :] if upn.lower().startswith(prefix) and len(upn) > len(prefix) else upn
+
+
 async def _account(ctx: CheckContext) -> Finding:
     try:
         read = await reads.user(ctx)
@@ -97,7 +104,7 @@ async def _account(ctx: CheckContext) -> Finding:
         days_left = None
         if deleted_at is not None:
             days_left = max(0, (deleted_at + RESTORE_WINDOW - datetime.now(UTC)).days)
-        upn = gone.user_principal_name
+        upn = _original_upn(gone)
         when = f" on {deleted_at:%d %B %Y}" if deleted_at else ""
         left = (
             f"it can be restored for {days_left} more day{'s' if days_left != 1 else ''}"
@@ -118,9 +125,12 @@ async def _account(ctx: CheckContext) -> Finding:
                 "requests": requests,
             },
             next_steps=[
-                "An administrator restores the user in the Microsoft 365 admin center > Users > "
-                "Deleted users (mailfix has prepared this fix for approval). Its mailbox and "
-                "licences come back with it.",
+                "An administrator restores the on-premises account (Active Directory Recycle "
+                "Bin); the next directory sync brings it and its mailbox back."
+                if gone.synced_from_on_premises
+                else "An administrator restores the user in the Microsoft 365 admin center > "
+                "Users > Deleted users (mailfix has prepared this fix for approval). Its "
+                "mailbox and licences come back with it.",
                 "After 30 days the account and its mailbox are gone for good.",
             ],
             remediation=propose.restore_user(gone.id, upn),

@@ -613,3 +613,11 @@ def test_exchange_redirects_stay_on_the_exchange_host(
     assert (moved is not None) is followed
     if followed:
         assert moved is not None and moved.startswith("https://")
+
+
+def test_refused_token_finding_says_why() -> None:
+    f = tenant_error_finding(_CHECK, TenantAuthFailed("refused", aadsts=7000222))
+    assert f.summary == (
+        "mailfix could not sign in to the tenant (the client secret has expired), so the "
+        "recent sign-in failures could not be read."
+    )

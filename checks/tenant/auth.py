@@ -60,6 +60,11 @@ _TOKEN_ERRORS: dict[int, str] = {
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
 
+def token_error_words(aadsts: int | None) -> str | None:
+    """What a refused token request means, in words (None for a code we do not know)."""
+    return _TOKEN_ERRORS.get(aadsts) if aadsts is not None else None
+
+
 class _BridgeResponse:
     """The response shape msal reads: status_code, text, headers, raise_for_status()."""
 

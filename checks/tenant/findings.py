@@ -15,6 +15,7 @@ from typing import Any
 
 from checks.models import Finding, Status
 from checks.spec import Check
+from checks.tenant.auth import token_error_words
 from checks.tenant.errors import (
     PermissionMissing,
     TenantAuthFailed,
@@ -70,9 +71,11 @@ def tenant_error_finding(
         )
     if isinstance(exc, TenantAuthFailed):
         evidence.update(problem="tenant-auth-failed", aadsts=exc.aadsts)
+        words = token_error_words(exc.aadsts)
+        why = f" ({words.split(';')[0]})" if words else ""
         return check.finding(
             Status.ERROR,
-            f"mailfix could not sign in to the tenant, so the {what} could not be read.",
+            f"mailfix could not sign in to the tenant{why}, so the {what} could not be read.",
             detail=str(exc),
             evidence=evidence,
             next_steps=[

@@ -395,7 +395,9 @@ def _instructions(url: str, state_dir: Path, note: str | None) -> Text:
     parts += [
         "\n  Web console  ",
         (f"{url}/console\n", "bold underline"),
-        "               open it in a browser: the intake form, live progress, results\n",
+        "               open it in a browser: the intake form, live progress, results;\n",
+        "               Escalate, then the Helpdesk and Approver views: claim, ask, approve a\n",
+        "               fix (imap-off@contoso.com has one) and watch it reach the sandbox tenant\n",
         f"  Slack        POST {url}/slack/events\n",
         "               off here: needs MAILFIX_SLACK_* credentials and a public HTTPS tunnel\n",
         f"  Teams        POST {url}/api/messages\n",

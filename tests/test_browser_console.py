@@ -276,6 +276,15 @@ async def test_the_helpdesk_and_approver_views_in_a_real_browser(tmp_path: Path)
         await expect(slack).to_contain_text("Case 1:")
         await slack.get_by_role("button", name="Approve").click()
         await expect(card.locator(".card-note")).to_contain_text("Only approvers")
+        # Slack's message has the question box too; its value goes with the button.
+        await (
+            card.locator(".bk-message")
+            .get_by_label("Question for the person")
+            .fill("Is it the work laptop?")
+        )
+        await card.locator(".bk-message").get_by_role("button", name="Ask the person").click()
+        await expect(card).to_contain_text("Is it the work laptop?")
+        await c.shot("07b-helpdesk-slack")
         await page.get_by_role("button", name="Teams", exact=True).click()
 
         # The approver's view: Approve applies the fix to the sandbox tenant, then re-checks.

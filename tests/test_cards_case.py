@@ -270,6 +270,11 @@ def test_slack_shows_approve_and_reject_to_everyone_and_ask_claim_resolve() -> N
     text = "\n".join(all_texts(message))
     assert "*Checked again:* Licence: passes now" in text
     assert "*Sent:* POST https://graph.microsoft.com/v1.0/users/5d92/assignLicense" in text
+    # A channel message: what went wrong with its evidence, what passed in one line.
+    assert "❌ *Autodiscover DNS* (failed)" in text and "*DNS answers:*" in text
+    assert "✅ *MX records*" not in text
+    [passed] = [t for t in mrkdwn(message) if " passed: " in t]
+    assert "MX records" in passed
 
 
 # --- hostile, huge ------------------------------------------------------------------------------

@@ -42,10 +42,11 @@ def tenant_error_finding(
         evidence.update(
             problem="permission-missing", permission=exc.permission, grant_where=exc.grant_where
         )
+        kind = exc.grant_where.split(":", 1)[0].split(" (", 1)[0]  # what it is; the path below
+        who = "the tenant" if kind.startswith("a tenant licence") else "its app"
         return check.finding(
             Status.ERROR,
-            f"mailfix cannot read the {what}: its app lacks {exc.permission} "
-            f"(grant it as a {exc.grant_where}).",
+            f"mailfix cannot read the {what}: {who} lacks {exc.permission} ({kind}).",
             detail=str(exc),
             evidence=evidence,
             next_steps=[

@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import OrderedDict
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -38,15 +37,8 @@ from bot.console_adapter import ConsoleBot, Item, Session, _error, _json, comman
 from bot.server import RUNTIME
 from cards import CardError, Target, render
 from dialogs.approval import Actor, ApplyFix, Approvals
-from dialogs.cases import (
-    QUESTION_INPUT,
-    Case,
-    CaseAction,
-    CaseState,
-    Decision,
-    DecisionOutcome,
-    ProposalState,
-)
+from dialogs.case_buttons import BadPress, press
+from dialogs.cases import Case, CaseAction, CaseState
 from dialogs.flow import Conversation
 from dialogs.helpdesk import Helpdesk, Posted, Recheck
 from dialogs.models import CardSpec, Platform
@@ -57,11 +49,6 @@ WHERE = "the Helpdesk view of this console"
 # Who the console person is in each view (the names the person's messages and the audit show).
 ROLES = {"helpdesk": "Sam Rivera", "approver": "Jo Okafor"}
 MAX_BOARD = 200  # cards kept on the board
-MAX_QUESTION = 1000
-
-# The case a fix is being applied for, while `Helpdesk.decide` runs: an executor that needs
-# more than the remediation (the demo's: which sandbox world) reads it.
-current_case: ContextVar[Case | None] = ContextVar("mailfix_console_case", default=None)
 
 
 @dataclass
@@ -218,89 +205,14 @@ class ConsoleHelpdesk:
             platform=Platform.CONSOLE.value,
             workspace=session.person.workspace,
         )
-        if verb in (CaseAction.APPROVE, CaseAction.REJECT):
-            proposal = data.get("proposal")
-            if not isinstance(proposal, str) or not 0 < len(proposal) <= 100:
-                return _error(400, "bad_request", "This button names no fix.")
-            message, ok, number = await self._decide(proposal, actor, verb)
-        else:
-            number = _case_number(data.get("case"))
-            if number is None:
-                return _error(400, "bad_request", "This button names no case.")
-            message, ok = await self._case(number, actor, verb, inputs)
-        key = _case_key(self.channel, number) if number else None
+        try:
+            pressed = await press(self.helpdesk, verb, data, inputs, actor)
+        except BadPress as exc:
+            return _error(400, "bad_request", str(exc))
+        key = _case_key(self.channel, pressed.case) if pressed.case else None
         item = self.channel.items.get(key) if key else None
         items = [item.wire()] if item else []
-        return _json({"message": message, "ok": ok, "items": items})
-
-    async def _case(
-        self, number: int, actor: Actor, verb: CaseAction, inputs: dict[str, Any]
-    ) -> tuple[str | None, bool]:
-        desk = self.helpdesk
-        if await desk.cases.case(number) is None:
-            return f"There is no case {number}.", False
-        if verb is CaseAction.CLAIM:
-            if await desk.claim(number, actor) is None:
-                return "Someone has already taken this case, or it is resolved.", False
-            return "Taken: the person is told.", True
-        if verb is CaseAction.ASK:
-            question = inputs.get(QUESTION_INPUT)
-            question = question.strip() if isinstance(question, str) else ""
-            if not question:
-                return "Type the question for the person first.", False
-            if len(question) > MAX_QUESTION:
-                return f"Keep the question under {MAX_QUESTION} characters.", False
-            if await desk.ask(number, actor, question) is None:
-                return "This case is resolved: nobody to ask.", False
-            return "Asked: the question is in the person's chat.", True
-        if verb is CaseAction.RESOLVE:
-            if await desk.resolve(number, actor) is None:
-                return "This case was already resolved.", False
-            return "Resolved: the person is told.", True
-        return None, True  # REFRESH: the approver's view is on the board already
-
-    async def _decide(
-        self, proposal_id: str, actor: Actor, verb: CaseAction
-    ) -> tuple[str | None, bool, int | None]:
-        desk = self.helpdesk
-        proposal = await desk.cases.proposal(proposal_id)
-        if proposal is None:
-            return "This fix is no longer on any case.", False, None
-        case = await desk.cases.case(proposal.case_number)
-        decision = Decision.APPROVE if verb is CaseAction.APPROVE else Decision.REJECT
-        token = current_case.set(case)
-        try:
-            result = await desk.decide(proposal_id, actor, decision)
-        finally:
-            current_case.reset(token)
-        number = proposal.case_number
-        if result.refused:
-            return result.refused, False, number
-        applied = result.applied
-        if applied is not None:
-            detail = str((applied.result or {}).get("detail") or "")
-            if applied.state is ProposalState.APPLIED:
-                return f"Applied. {detail}".strip(), True, number
-            return f"Could not be applied. {detail}".strip(), False, number
-        words = {
-            DecisionOutcome.RECORDED: "Your approval is recorded; this fix needs another approver.",
-            DecisionOutcome.REJECTED: "Rejected: nothing will be changed.",
-            DecisionOutcome.DUPLICATE: "You have already decided on this fix.",
-            DecisionOutcome.TOO_LATE: "This fix was already decided.",
-            DecisionOutcome.EXPIRED: "This fix expired without a decision: nothing was changed.",
-        }
-        ok = result.outcome in (DecisionOutcome.RECORDED, DecisionOutcome.REJECTED)
-        return (words.get(result.outcome) if result.outcome else None), ok, number
-
-
-def _case_number(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and 0 < value < 2**31:
-        return value
-    if isinstance(value, str) and value.isdigit() and len(value) < 10:
-        return int(value)
-    return None
+        return _json({"message": pressed.words, "ok": pressed.ok, "items": items})
 
 
 def _case_key(channel: ConsoleChannel, number: int) -> str | None:

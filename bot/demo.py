@@ -38,7 +38,7 @@ from rich.text import Text
 
 from bot.console import print_report
 from bot.console_adapter import attach_console
-from bot.console_helpdesk import attach_helpdesk, current_case
+from bot.console_helpdesk import attach_helpdesk
 from bot.server import create_app
 from bot.settings import Settings
 from checks.diagnosis import CAUSES
@@ -47,6 +47,7 @@ from checks.registry import CATALOGUE as CHECKS
 from checks.remedies import approval_executor
 from checks.remedies.verify import with_dependencies
 from checks.runner import diagnose
+from dialogs.case_buttons import current_case
 from dialogs.cases import Case
 from dialogs.intake import IntakeAnswers, check_answers
 from sandbox.catalogue import CATALOGUE

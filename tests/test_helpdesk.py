@@ -25,7 +25,16 @@ from cards import Target, render
 from cards.data import ResultsData
 from checks.models import Cause, Client, Finding, Remediation, Report, Side, Status
 from dialogs.approval import Actor, Approvals
-from dialogs.cases import Case, CaseState, Decision, DecisionOutcome, ProposalState
+from dialogs.case_buttons import BadPress, Pressed, press
+from dialogs.cases import (
+    QUESTION_INPUT,
+    Case,
+    CaseAction,
+    CaseState,
+    Decision,
+    DecisionOutcome,
+    ProposalState,
+)
 from dialogs.helpdesk import Helpdesk, Posted, Receipt
 from dialogs.models import Action, CardSpec, Person, Platform
 from dialogs.store import StoredDiagnosis
@@ -351,3 +360,32 @@ async def test_the_persons_receipt_says_what_escalating_really_did(
     assert words in receipt["summary"]
     if posted is not None:
         assert receipt["ticket"] == "Case 7" and receipt["channel_label"] == "#it-helpdesk"
+
+
+async def test_buttons_act_on_the_case_or_fix_they_name_and_say_what_happened(
+    helpdesk: tuple[Helpdesk, Channel, SqlStore],
+) -> None:
+    desk, channel, diagnoses = helpdesk
+    number = (await escalate(desk, diagnoses, diagnosis(), ANA)).case.number
+    [proposal] = channel.posts[0].data["proposals"]
+    with pytest.raises(BadPress):
+        await press(desk, CaseAction.CLAIM, {"case": "one"}, {}, AGENT)
+    with pytest.raises(BadPress):
+        await press(desk, CaseAction.APPROVE, {"case": number}, {}, BOSS)
+    claimed = await press(desk, CaseAction.CLAIM, {"case": str(number)}, {}, AGENT)
+    assert claimed == Pressed("Taken: the person is told.", True, number)
+    again = await press(desk, CaseAction.CLAIM, {"case": number}, {}, BOSS)
+    assert not again.ok
+    empty = await press(desk, CaseAction.ASK, {"case": number}, {QUESTION_INPUT: "  "}, AGENT)
+    assert empty.words == "Type the question for the person first." and not empty.ok
+    refused = await press(desk, CaseAction.REJECT, {"proposal": proposal["id"]}, {}, AGENT)
+    assert not refused.ok and (refused.words or "").startswith("Only approvers")
+    rejected = await press(desk, CaseAction.REJECT, {"proposal": proposal["id"]}, {}, BOSS)
+    assert rejected == Pressed("Rejected: nothing will be changed.", True, number)
+    late = await press(desk, CaseAction.APPROVE, {"proposal": proposal["id"]}, {}, BOSS)
+    assert late == Pressed("This fix was already decided.", False, number)
+    stored = await desk.cases.proposal(proposal["id"])
+    assert stored is not None and stored.state is ProposalState.REJECTED
+    assert "fix.applying" not in [e.action for e in await desk.cases.trail(case_number=number)]
+    missing = await press(desk, CaseAction.RESOLVE, {"case": 999}, {}, AGENT)
+    assert missing == Pressed("There is no case 999.", False, 999)

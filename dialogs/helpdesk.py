@@ -331,15 +331,21 @@ class Helpdesk:
         }
 
     async def alert_card(self, alert: PatternAlert) -> CardSpec:
-        people: list[str] = []
+        persons: dict[str, Case] = {}  # one entry per person (by id), their first case
         reports: list[Report] = []
         for number in alert.case_numbers:
             case = await self.cases.case(number)
-            if case is not None and case.person_name not in people:
-                people.append(case.person_name)
-            details = await self.details(case) if case is not None and self.details else None
+            if case is None:
+                continue
+            persons.setdefault(case.person_id, case)
+            details = await self.details(case) if self.details else None
             if details is not None:
                 reports.append(details.report)
+        names = [c.person_name for c in persons.values()]
+        people = [  # two people of the same name are told apart by their case
+            n if names.count(n) == 1 else f"{n} (case {c.number})"
+            for n, c in zip(names, persons.values(), strict=True)
+        ]
         evidence, incident = self._shared(alert.cause, reports)
         data = {
             "title": "Possible outage or misconfiguration",

@@ -11,10 +11,12 @@ stream and the audit trail in the demo's database.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from test_demo_console import (
     JSON_HEADERS,
@@ -243,3 +245,28 @@ async def test_a_case_that_does_not_exist_is_said_in_words(tmp_path: Path) -> No
     async with console_server(tmp_path) as (http, _):
         answer = await act(http, CaseAction.RESOLVE, {"case": 99}, "helpdesk")
         assert answer == {"message": "There is no case 99.", "ok": False, "items": []}
+
+
+async def test_three_people_with_one_cause_make_one_alert_on_the_board(tmp_path: Path) -> None:
+    async with console_server(tmp_path) as (first, _):
+        people = [first]
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(2):  # two more people: their own browsers, their own cookies
+                other = await stack.enter_async_context(
+                    aiohttp.ClientSession(
+                        base_url=str(first.make_url("/")),
+                        cookie_jar=aiohttp.CookieJar(unsafe=True),  # an IP address host
+                    )
+                )
+                assert (await other.get("/console")).status == 200
+                people.append(other)
+            for http in people:
+                async with events(http) as stream:
+                    await escalated_case(http, stream)
+        items = await board(first)
+        assert [i["template"] for i in items] == ["case", "case", "case", "alert"]
+        alert = all_text(items[-1]["card"])
+        assert "3 people" in alert and "contoso.com" in alert
+        assert "1, 2, 3" in alert
+        assert "Console user (case 1), Console user (case 2)" in alert  # three people, one name
+        assert "IMAP is switched off" in alert  # what their checks share

@@ -30,6 +30,7 @@ from dialogs.cases import (
     ProposalState,
 )
 from dialogs.helpdesk import Helpdesk
+from dialogs.models import CardSpec
 
 MAX_QUESTION = 1000
 
@@ -77,6 +78,14 @@ async def press(
         raise BadPress("This button names no case.")
     words, ok = await _case(helpdesk, number, actor, action, inputs)
     return Pressed(words, ok, number)
+
+
+async def card_for(helpdesk: Helpdesk, number: int, actor: Actor) -> CardSpec:
+    """The case card as `actor` sees it: the approver's view (with Approve / Reject) for an
+    approver, the card everyone gets otherwise. What a Teams client's refresh
+    (`CaseAction.REFRESH`, sent for the users in `refresh.userIds`) is answered with."""
+    approver = await helpdesk.approvals.approvers.is_approver(actor)
+    return await helpdesk.case_card(number, approver_view=approver)
 
 
 async def _case(

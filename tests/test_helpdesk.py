@@ -25,7 +25,7 @@ from cards import Target, render
 from cards.data import ResultsData
 from checks.models import Cause, Client, Finding, Remediation, Report, Side, Status
 from dialogs.approval import Actor, Approvals
-from dialogs.case_buttons import BadPress, Pressed, press
+from dialogs.case_buttons import BadPress, Pressed, card_for, press
 from dialogs.cases import (
     QUESTION_INPUT,
     Case,
@@ -389,3 +389,27 @@ async def test_buttons_act_on_the_case_or_fix_they_name_and_say_what_happened(
     assert "fix.applying" not in [e.action for e in await desk.cases.trail(case_number=number)]
     missing = await press(desk, CaseAction.RESOLVE, {"case": 999}, {}, AGENT)
     assert missing == Pressed("There is no case 999.", False, 999)
+
+
+async def test_a_refresh_answers_each_viewer_with_their_view(
+    helpdesk: tuple[Helpdesk, Channel, SqlStore],
+) -> None:
+    desk, _, diagnoses = helpdesk
+    number = (await escalate(desk, diagnoses, diagnosis(), ANA)).case.number
+    agents = await card_for(desk, number, AGENT)
+    bosses = await card_for(desk, number, BOSS)
+    assert agents.data["approver_view"] is False and bosses.data["approver_view"] is True
+    verbs = [a["verb"] for a in _executes(render(bosses, Target.ADAPTIVE))]
+    assert CaseAction.APPROVE.value in verbs
+    assert CaseAction.APPROVE.value not in [
+        a["verb"] for a in _executes(render(agents, Target.ADAPTIVE))
+    ]
+
+
+def _executes(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        found = [node] if node.get("type") == "Action.Execute" else []
+        return found + [a for v in node.values() for a in _executes(v)]
+    if isinstance(node, list):
+        return [a for v in node for a in _executes(v)]
+    return []

@@ -22,6 +22,11 @@ take); and whether the card is closed (an intake form left unfinished when the p
 another check: it stays visible, disabled). What the person typed is `{"kind": "said", "text"}`.
 `rev` orders every change of one timeline.
 
+The helpdesk loop adds the page's Helpdesk and Approver views (`bot.console_helpdesk`): it
+posts the helpdesk channel's cards as `board` events to every open page (`broadcast`), tells a
+person news of their case in their timeline (`tell`), and takes what they type while the
+helpdesk waits for their answer (`on_text`).
+
 The composer checks an address the way the form does: `mailfix not-an-address` opens the form
 with that text in the address field and the form's own words for what is wrong, never a silently
 empty form, and never a value cut down to something else.

@@ -481,6 +481,13 @@ async def test_signins_permission_missing() -> None:
     assert "Directory.Read.All" in f.evidence["grant_where"]
 
 
+async def test_signins_without_directory_read_name_that_permission() -> None:
+    async with tenant(app=without("Directory.Read.All")) as probe:
+        f = await run(probe, SIGNINS)
+    assert f.evidence["problem"] == "permission-missing"
+    assert f.evidence["permission"] == "Directory.Read.All"
+
+
 # --- tenant.service_health --------------------------------------------------------------------
 
 

@@ -108,6 +108,9 @@ _KNOWN_PERMISSIONS = frozenset(p for _, _, p in _GRAPH_PERMISSIONS) | {
 _PERMISSION_WORD = re.compile(r"\b[A-Z][A-Za-z]+(?:\.[A-Z][A-Za-z]+){1,3}\b")
 # Sign-in logs through Graph need a premium tenant (reference §5: "tenant needs Entra ID P1/P2").
 _NON_PREMIUM = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+# Sign-in logs without Directory.Read.All: Graph cannot read the directory to check the licence
+# (as reported in microsoftgraph/microsoft-graph-docs#2789).
+_NO_DIRECTORY_READ = "Authentication_ApplicationHasNoDirectoryReadAccess"
 
 _RECORDERS: contextvars.ContextVar[tuple[list[str], ...]] = contextvars.ContextVar(
     "tenant_recorders", default=()
@@ -356,6 +359,8 @@ class TenantClient:
                 code=code,
             )
         permission = graph_permission(method, path)
+        if code == _NO_DIRECTORY_READ:
+            permission = "Directory.Read.All"
         named = [w for w in _PERMISSION_WORD.findall(message) if w in _KNOWN_PERMISSIONS]
         if named and permission not in named:
             permission = named[0]

@@ -271,7 +271,10 @@ def check_answers(values: dict[str, Any]) -> IntakeAnswers | dict[str, str]:
     errors: dict[str, str] = {}
     text: dict[str, str | None] = {}
     for key in FIELDS:
-        value, problem = _text_value(values.get(key), multiline=key == ERROR_TEXT)
+        # The address's own parser names a text-direction character it refuses (checks.address).
+        value, problem = _text_value(
+            values.get(key), multiline=key == ERROR_TEXT, bidi_ok=key == ADDRESS
+        )
         if problem:
             errors[key] = problem
         text[key] = value
@@ -326,14 +329,16 @@ def check_answers(values: dict[str, Any]) -> IntakeAnswers | dict[str, str]:
     )
 
 
-def _text_value(value: Any, *, multiline: bool) -> tuple[str | None, str | None]:
+def _text_value(
+    value: Any, *, multiline: bool, bidi_ok: bool = False
+) -> tuple[str | None, str | None]:
     """(stripped text or None, problem or None). Platforms send None for an empty field."""
     if value is None:
         return None, None
     if not isinstance(value, str):
         return None, "This answer could not be read; please choose or type it again."
     for ch in value:
-        if ch in _BIDI_CONTROLS or (
+        if (ch in _BIDI_CONTROLS and not bidi_ok) or (
             unicodedata.category(ch) == "Cc" and not (multiline and ch in _MULTILINE_OK)
         ):
             return None, "This contains control characters; please type it again."

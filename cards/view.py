@@ -156,6 +156,7 @@ class ResultsView:
     top_title: str | None
     top_side: str | None
     problems: list[FindingView]  # failed, could-not-check, warnings: one line each
+    could_not_check: list[str]  # titles of checks that ended in error (the why is for the helpdesk)
     passed: list[str]  # titles
     not_checked: list[NotChecked]  # the ones worth telling the person (they apply to the app)
     counts: list[tuple[Status, int]]  # non-zero counts in display order
@@ -174,6 +175,20 @@ class ResultsView:
             return ""
         n = len(self.passed)
         return f"{n} check{'s' if n != 1 else ''} passed: {', '.join(self.passed)}."
+
+    @property
+    def person_problems(self) -> list[FindingView]:
+        """What went wrong, for the person: failures and warnings (errors get one line)."""
+        return [v for v in self.problems if v.status is not Status.ERROR]
+
+    @property
+    def could_not_check_line(self) -> str:
+        if not self.could_not_check:
+            return ""
+        return (
+            f"Could not check: {', '.join(self.could_not_check)} — the helpdesk can see why "
+            "in the details."
+        )
 
     @property
     def worst(self) -> Status:
@@ -240,6 +255,7 @@ def results_view(data: ResultsData, d: Detail) -> ResultsView:
         top_title=top.title if top else None,
         top_side=SIDE_PHRASES[top.side] if top else None,
         problems=[v for v in full if v.status in (Status.FAIL, Status.ERROR, Status.WARN)],
+        could_not_check=[v.title for v in full if v.status is Status.ERROR],
         passed=[v.title for v in full if v.status is Status.PASS],
         not_checked=[n for n in skipped if n.applies],
         counts=counts,

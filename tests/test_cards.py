@@ -375,10 +375,14 @@ def test_results_slack_person_first_then_found_passed_not_checked() -> None:
     assert "organisation's DNS records" in texts[1]
     assert texts[2].startswith("*What to do in Outlook for Windows:*\n1. Close Outlook")
     found = texts[3].split("\n")
-    assert [line.split()[0] for line in found] == ["❌", "❌", "❗", "⚠️", "⚠️"]
+    assert [line.split()[0] for line in found] == ["❌", "❌", "⚠️", "⚠️"]
     small = texts[4].split("\n")
     assert small[0] == "✅ 4 checks passed: activesync.endpoint, MX records, dns.spf, net.https."
-    assert all(line.startswith("⏭ Not checked: ") for line in small[1:])
+    # a check that could not run is one line for the person; the why is in the details
+    assert small[1] == (
+        "❗ Could not check: SMTP submission — the helpdesk can see why in the details."
+    )
+    assert all(line.startswith("⏭ Not checked: ") for line in small[2:])
     # the person's message holds no helpdesk evidence: that is behind the details button
     blob = "\n".join(all_texts(msg))
     assert "DigiCert" not in blob and "Steps" not in blob

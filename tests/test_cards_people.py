@@ -414,3 +414,17 @@ def test_the_person_gets_their_steps_and_the_helpdesk_gets_theirs(
         seen = "\n".join(_visible(out)).replace("*", "")
         assert "Nothing to change in Outlook for Windows: the helpdesk has to fix this." in seen
         assert "Press Escalate to helpdesk" in seen
+
+
+def test_a_missing_permission_is_one_line_for_the_person_and_named_for_the_helpdesk(
+    reports: dict[str, Report],
+) -> None:
+    report = reports["permission-missing-auditlog"]
+    assert report.finding("tenant.signins").status is Status.ERROR
+    message = render(_spec(report), Target.SLACK_MESSAGE)
+    person = "\n".join(_visible(message))
+    assert "AuditLog.Read.All" not in person
+    assert "Could not check: Recent sign-in failures — the helpdesk can see why" in person
+    modal = render(_spec(report), Target.SLACK_MODAL)
+    helpdesk = "\n".join(_visible(modal)).replace("*", "")
+    assert "Permission needed: AuditLog.Read.All" in helpdesk

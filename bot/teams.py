@@ -62,6 +62,9 @@ from botbuilder.schema import (
     ActivityTypes,
     AdaptiveCardInvokeResponse,
     CallerIdConstants,
+    ChannelAccount,
+    ConversationAccount,
+    ConversationParameters,
     ConversationReference,
 )
 from botframework.connector.auth import (
@@ -81,6 +84,10 @@ from bot.runtime import Handler, Runtime
 from bot.settings import TeamsAppType
 from cards import Target, render
 from cards.data import ErrorData
+from dialogs.approval import Actor
+from dialogs.case_buttons import BadPress, card_for, case_number, press
+from dialogs.cases import Case, CaseAction, CaseState
+from dialogs.helpdesk import Helpdesk, Posted
 from dialogs.intake import address_from_text
 from dialogs.models import (
     Action,
@@ -117,6 +124,18 @@ HELP_TEXT = (
     "a channel, and fill in the short form. I never ask for a password."
 )
 UNKNOWN_BUTTON = "I don't know that button. Please use the buttons on the card."
+NO_HELPDESK = "The helpdesk is not set up on this server, so this button does nothing here."
+
+# The helpdesk loop (dialogs/helpdesk.py): the person's answer to a helpdesk question comes
+# back from a small card in their chat (`answer_card`), verb ANSWER, text in ANSWER_INPUT.
+ANSWER = "mailfix.case.answer"
+ANSWER_INPUT = "answer"
+MAX_ANSWER = 2000
+CASE_VERBS = frozenset(a.value for a in CaseAction) | {ANSWER}
+# conversation_refs keys: what any replica needs to post proactively (§B5).
+TEAM_KEY = "teams:team:{}"  # a team the app is installed in: its reference and details
+SERVICE_URL_KEY = "teams:service_url"  # the latest installation's service URL and tenant
+PERSON_KEY = "teams:person:{}"  # a person's personal chat with the bot (by Entra object id)
 ALREADY = "Already on it: this card updates when the checks finish."
 
 _MENTION = re.compile(r"<at\b[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
@@ -638,6 +657,11 @@ class _Handler(TeamsActivityHandler):  # type: ignore[misc]
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         await self.bot.on_message(turn_context)
 
+    async def on_conversation_update_activity(self, turn_context: TurnContext) -> None:
+        # Not the SDK's: for every member added other than the bot it fetches the member (a
+        # network call per event) and we need none of it.
+        await self.bot.on_conversation_update(turn_context)
+
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         # Not `on_adaptive_card_invoke`: its answer goes through `_create_invoke_response`,
         # which serialises it once too often (headline finding 1).
@@ -683,6 +707,29 @@ class TeamsBot:
         self.adapter = CloudAdapter(MappedAuthentication(auth, self.verifier))
         self.handler = _Handler(self)
         self._emails: dict[str, str | None] = {}
+        self._helpdesk: Helpdesk | None = None
+        self._channel: TeamsHelpdesk | None = None
+        self._service_url_saved: tuple[str, str | None] | None = None
+
+    # --- the helpdesk loop -----------------------------------------------------------------------
+
+    @property
+    def helpdesk(self) -> Helpdesk | None:
+        """The helpdesk loop, once the server wired one (set here, or on the runtime)."""
+        found = self._helpdesk
+        if found is None:
+            found = getattr(self.runtime, "helpdesk", None) or self.runtime.extras.get("helpdesk")
+        return found if isinstance(found, Helpdesk) else None
+
+    @helpdesk.setter
+    def helpdesk(self, value: Helpdesk | None) -> None:
+        self._helpdesk = value
+
+    def helpdesk_channel(self) -> TeamsHelpdesk:
+        """The Teams half of `dialogs.helpdesk.HelpdeskChannel` (one per bot)."""
+        if self._channel is None:
+            self._channel = TeamsHelpdesk(self, self.runtime.settings.helpdesk_teams_channel)
+        return self._channel
 
     # --- HTTP ----------------------------------------------------------------------------------
 
@@ -815,6 +862,11 @@ class TeamsBot:
         if isinstance(activity.value, dict):  # an Action.Submit fallback (§B4)
             data = dict(activity.value)
             verb = data.pop("verb", None)
+            if verb in CASE_VERBS:
+                target = Recipient(reference=TurnContext.get_conversation_reference(activity))
+                words = await self._case_submit(activity, str(verb), data)
+                self._after(self._stream(target, Notice(text=words), None), target, "teams.case")
+                return
             target, first, rest = await self._card_turn(activity, verb, data)
             self._after(self._stream(target, first, rest), target, "teams.card_submit")
             return
@@ -839,6 +891,52 @@ class TeamsBot:
             return
         self._after(self._open_form(target, turn, activity), target, "teams.open_form")
 
+    async def on_conversation_update(self, ctx: TurnContext) -> None:
+        """The app added to (or removed from) a team: remember where to post (§B5)."""
+        activity = ctx.activity
+        if not await self._first_time(activity):
+            return
+        bot_id = getattr(activity.recipient, "id", None)
+        added = any(m.id == bot_id for m in activity.members_added or [])
+        removed = any(m.id == bot_id for m in activity.members_removed or [])
+        team = _team_of(activity)
+        if team is None:
+            if added:  # a personal chat or group chat: proactive messages to it
+                self._remember(activity)
+            return
+        if removed:
+            self._after(self._save_team(activity, team, installed=False), None, "teams.team")
+        elif added or isinstance(activity.service_url, str):
+            self._after(self._save_team(activity, team, installed=True), None, "teams.team")
+
+    async def _save_team(
+        self, activity: Activity, team: dict[str, Any], *, installed: bool
+    ) -> None:
+        save = getattr(self.runtime.store, "save_conversation_ref", None)
+        service_url = activity.service_url
+        if save is None or not isinstance(service_url, str):
+            return
+        tenant = person_of(activity).workspace
+        reference = TurnContext.get_conversation_reference(activity).serialize()
+        record = {
+            "reference": reference,
+            "team_id": team["id"],
+            "team_name": team.get("name") or None,
+            "tenant_id": tenant,
+            "service_url": service_url,
+            "bot_id": getattr(activity.recipient, "id", None),
+            "installed": installed,
+        }
+        await save(TEAM_KEY.format(team["id"]), Platform.TEAMS, record)
+        if installed:
+            await save(
+                SERVICE_URL_KEY,
+                Platform.TEAMS,
+                {k: v for k, v in record.items() if k != "reference"},
+            )
+            self._service_url_saved = (service_url, tenant)
+        log.info("Teams: the app is %s team %s", "in" if installed else "no longer in", team["id"])
+
     async def on_card_action(self, ctx: TurnContext) -> InvokeResponse:
         activity = ctx.activity
         value = activity.value if isinstance(activity.value, dict) else {}
@@ -853,6 +951,8 @@ class TeamsBot:
         data = action.get("data")
         data = dict(data) if isinstance(data, dict) else {}
         data.pop("verb", None)
+        if action.get("verb") in CASE_VERBS:
+            return await self._case_invoke(activity, str(action["verb"]), data)
         target, first, rest = await self._card_turn(activity, action.get("verb"), data)
         response, leftover = self._answer(target, first)
         if leftover is not None or rest is not None:
@@ -947,6 +1047,84 @@ class TeamsBot:
                 return text_response("Done."), None
             case _:  # a new message, not a change of this card: send it, keep the card
                 return text_response("Working on it…"), first
+
+    # --- the case card's buttons (dialogs.case_buttons decides; this translates) -----------------
+
+    def _actor(self, activity: Activity) -> Actor:
+        """Who clicked, as the token-verified activity says: the Entra object id, never the
+        card's data (§B4: the refresh only decides what each user sees)."""
+        person = person_of(activity)
+        return Actor(
+            id=person.id,
+            name=person.name or "A Teams user",
+            platform=Platform.TEAMS.value,
+            workspace=person.workspace,
+        )
+
+    async def _case_invoke(
+        self, activity: Activity, verb: str, data: dict[str, Any]
+    ) -> InvokeResponse:
+        """An Action.Execute on a case card (or the person's answer card)."""
+        helpdesk = self.helpdesk
+        if helpdesk is None:
+            return text_response(NO_HELPDESK)
+        actor = self._actor(activity)
+        if verb == ANSWER:
+            words, card = await self._answer_case(helpdesk, actor, data)
+            return card_response(_adaptive(card)) if card is not None else text_response(words)
+        action = CaseAction(verb)
+        if action is CaseAction.REFRESH:
+            # Teams asks for the card as this user sees it: automatically for the users in
+            # refresh.userIds (the approvers), or from the card's "Refresh" menu (§B4).
+            number = case_number(data.get("case"))
+            if number is None or await helpdesk.cases.case(number) is None:
+                return error_response(HTTPStatus.BAD_REQUEST, "BadRequest", "No such case.")
+            return card_response(_adaptive(await card_for(helpdesk, number, actor)))
+        try:
+            pressed = await press(helpdesk, action, data, data, actor)
+        except BadPress as exc:
+            return error_response(HTTPStatus.BAD_REQUEST, "BadRequest", str(exc))
+        if not pressed.ok or pressed.case is None:
+            return text_response(pressed.words or "Nothing changed.")
+        # The card everyone gets was already edited in place (Helpdesk -> TeamsHelpdesk.update);
+        # the presser's own copy becomes the card as they see it.
+        return card_response(_adaptive(await card_for(helpdesk, pressed.case, actor)))
+
+    async def _case_submit(self, activity: Activity, verb: str, data: dict[str, Any]) -> str:
+        """The same buttons through the Action.Submit fallback: the answer is a message."""
+        helpdesk = self.helpdesk
+        if helpdesk is None:
+            return NO_HELPDESK
+        actor = self._actor(activity)
+        if verb == ANSWER:
+            return (await self._answer_case(helpdesk, actor, data))[0]
+        action = CaseAction(verb)
+        if action is CaseAction.REFRESH:
+            return "This card is up to date."
+        try:
+            pressed = await press(helpdesk, action, data, data, actor)
+        except BadPress as exc:
+            return str(exc)
+        return pressed.words or "Done."
+
+    async def _answer_case(
+        self, helpdesk: Helpdesk, actor: Actor, data: Mapping[str, Any]
+    ) -> tuple[str, CardSpec | None]:
+        """The person answers the helpdesk's question: (words, the card that replaces theirs)."""
+        number = case_number(data.get("case"))
+        text = data.get(ANSWER_INPUT)
+        text = " ".join(text.split()) if isinstance(text, str) else ""
+        if number is None:
+            return "This card names no case.", None
+        if not text:
+            return "Type your answer first.", None
+        if len(text) > MAX_ANSWER:
+            return f"Keep the answer under {MAX_ANSWER} characters.", None
+        case = await helpdesk.answer(number, actor.id, text)
+        if case is None:
+            return f"Case {number} is not waiting for an answer from you.", None
+        words = f"Sent to the helpdesk with case {number}."
+        return words, CardSpec(template="notice", data={"text": f"{words} You said: {text}"})
 
     # --- background work -----------------------------------------------------------------------
 
@@ -1056,9 +1234,14 @@ class TeamsBot:
         if getattr(activity.conversation, "conversation_type", None) == "personal":
             keys.append(f"teams:person:{person_of(activity).id}")
 
+        team = _team_of(activity)
+        fresh = (activity.service_url, person_of(activity).workspace) != self._service_url_saved
+
         async def work() -> None:
             for key in keys:
                 await save(key, Platform.TEAMS, reference)
+            if team is not None and fresh:  # a message from a team: the app is installed there
+                await self._save_team(activity, team, installed=True)
 
         self._after(work(), None, "teams.remember")
 
@@ -1117,8 +1300,248 @@ class TeamsBot:
 
 
 def create_teams_handler(runtime: Runtime) -> Handler:
-    """The `POST /api/messages` handler (`bot.server.TeamsFactory`)."""
-    return TeamsBot(runtime).handle
+    """The `POST /api/messages` handler (`bot.server.TeamsFactory`). The bot itself stays on
+    the runtime (`extras["teams_bot"]`) for whoever wires the helpdesk loop
+    (`teams_bot.helpdesk_channel()`, `teams_bot.helpdesk = …`)."""
+    bot = TeamsBot(runtime)
+    runtime.extras["teams_bot"] = bot
+    return bot.handle
+
+
+# --- the helpdesk channel in Teams (reference/chat-platforms.md §B5) -------------------------
+
+
+class PostFailed(Exception):
+    """The Bot Connector refused a proactive call; the message says why, in words."""
+
+
+class TeamsHelpdesk:
+    """`dialogs.helpdesk.HelpdeskChannel` for Teams: case cards in MAILFIX_HELPDESK_TEAMS_CHANNEL.
+
+    A case card starts a new thread in the channel (POST /v3/conversations with the channel id,
+    on the service URL stored from the app's installation in the team), so no replica needs a
+    message from the channel first; its ref (conversation, activity id, service URL) is stored by
+    the Helpdesk and any replica edits the card in place (PUT). The person is told in their
+    personal chat with the bot (`teams:person:{aadObjectId}`, saved on each of their messages).
+    """
+
+    def __init__(self, bot: TeamsBot, channel: str | None) -> None:
+        self.bot = bot
+        self.channel = channel
+
+    async def _ref(self, key: str) -> dict[str, Any] | None:
+        load = getattr(self.bot.runtime.store, "conversation_ref", None)
+        return await load(key) if load is not None else None
+
+    async def where(self) -> str:
+        installed = await self._ref(SERVICE_URL_KEY)
+        team = installed.get("team_name") if installed else None
+        return f"the Teams helpdesk channel of {team}" if team else "the Teams helpdesk channel"
+
+    async def post(self, platform: Platform, card: CardSpec) -> Posted:
+        if not self.channel:
+            return Posted(
+                "no helpdesk channel",
+                error="mailfix has no Teams helpdesk channel (MAILFIX_HELPDESK_TEAMS_CHANNEL).",
+            )
+        where = await self.where()
+        try:
+            ref = await self.start_thread(card)
+        except PostFailed as exc:
+            log.warning("posting to the Teams helpdesk channel failed: %s", exc)
+            return Posted(where, error=str(exc))
+        return Posted(where, ref=ref)
+
+    async def start_thread(self, card: CardSpec) -> dict[str, Any]:
+        """Post `card` as a new thread in the helpdesk channel; its ref. PostFailed says why not."""
+        channel = self.channel or ""
+        installed = await self._ref(SERVICE_URL_KEY)
+        if not installed or not isinstance(installed.get("service_url"), str):
+            raise PostFailed(NOT_INSTALLED)
+        service_url: str = installed["service_url"]
+        tenant = installed.get("tenant_id")
+        reference = _reference(service_url, channel, tenant, installed.get("bot_id"))
+        created: Any = None
+
+        async def logic(ctx: TurnContext) -> None:
+            nonlocal created
+            client = ctx.turn_state.get(self.bot.adapter.BOT_CONNECTOR_CLIENT_KEY)
+            parameters = ConversationParameters(
+                is_group=True,
+                bot=reference.bot,
+                tenant_id=tenant,
+                channel_data={"channel": {"id": channel}, "tenant": {"id": tenant}},
+                activity=_card_activity(card),
+            )
+            created = await client.conversations.create_conversation(parameters)
+
+        await self._proactive(reference, logic, channel)
+        conversation = getattr(created, "id", None)
+        activity_id = getattr(created, "activity_id", None)
+        if not conversation:
+            raise PostFailed("Teams did not say where the card was posted.")
+        return {
+            "platform": Platform.TEAMS.value,
+            "conversation": conversation,
+            # Teams names a channel thread "<channel>;messageid=<first message id>".
+            "activity_id": activity_id or conversation.partition(";messageid=")[2] or None,
+            "service_url": service_url,
+            "tenant_id": tenant,
+            "bot_id": installed.get("bot_id"),
+        }
+
+    async def update(self, ref: dict[str, Any], card: CardSpec) -> bool:
+        conversation, activity_id = ref.get("conversation"), ref.get("activity_id")
+        service_url = ref.get("service_url")
+        if not (
+            isinstance(conversation, str)
+            and isinstance(activity_id, str)
+            and isinstance(service_url, str)
+        ):
+            return False
+        reference = _reference(service_url, conversation, ref.get("tenant_id"), ref.get("bot_id"))
+
+        async def logic(ctx: TurnContext) -> None:
+            await self.bot._update(ctx, activity_id, card)
+
+        try:
+            await self._proactive(reference, logic, conversation)
+        except PostFailed as exc:
+            log.warning("updating a Teams helpdesk card failed: %s", exc)
+            return False
+        return True
+
+    async def tell(self, case: Case, text: str) -> None:
+        stored = await self._ref(PERSON_KEY.format(case.person_id))
+        if stored is None:
+            log.warning("case %s: no chat with its person in Teams to tell them", case.number)
+            return
+        reference = ConversationReference().deserialize(stored)
+        question = case.question or ""
+        asking = case.state is CaseState.WAITING and bool(question) and question in text
+
+        async def logic(ctx: TurnContext) -> None:
+            if asking:  # a question: with a box to answer it (verb ANSWER)
+                activity = MessageFactory.attachment(
+                    CardFactory.adaptive_card(answer_card(case.number, text))
+                )
+                await ctx.send_activity(activity)
+            else:
+                await self.bot._text(ctx, text)
+
+        try:
+            await self._proactive(reference, logic, "the person's chat")
+        except PostFailed as exc:
+            log.warning("telling case %s's person failed: %s", case.number, exc)
+
+    async def _proactive(self, reference: ConversationReference, logic: Any, where: str) -> None:
+        try:
+            await self.bot._continue(Recipient(reference=reference), logic)
+        except PostFailed:
+            raise
+        except ConnectionError as exc:  # token_off_the_loop: no token for the bot
+            raise PostFailed(NO_SIGN_IN) from exc
+        except Exception as exc:
+            raise PostFailed(connector_problem(exc, where)) from exc
+
+
+NOT_INSTALLED = (
+    "mailfix has not seen its installation in a team yet, so it does not know where Teams "
+    "is for this organisation. Add the mailfix app to the team that holds the helpdesk "
+    "channel (in Teams: the team's More options > Manage team > Apps), or re-add it there."
+)
+NO_SIGN_IN = (
+    "mailfix could not sign in to the Bot Framework as the bot. Check MAILFIX_TEAMS_APP_ID, "
+    "MAILFIX_TEAMS_APP_PASSWORD (the client secret may have expired) and "
+    "MAILFIX_TEAMS_APP_TYPE / MAILFIX_TEAMS_APP_TENANT_ID."
+)
+
+
+def connector_problem(exc: BaseException, where: str) -> str:
+    """Why the Bot Connector refused a call, in words for an admin (§B5's field failures)."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    error = getattr(getattr(exc, "error", None), "error", None)
+    code = getattr(error, "code", None)
+    said = f" (HTTP {status}{', ' + code if isinstance(code, str) and code else ''})"
+    if status == 401:
+        return "Teams does not accept the bot's credentials" + said + ". " + NO_SIGN_IN
+    if status == 403:
+        return (
+            f"the bot is not allowed to post in {where}" + said + ": the mailfix app is not "
+            "installed in the team that holds it. Add the app to that team (in Teams: the "
+            "team's More options > Manage team > Apps), then try again."
+        )
+    if status == 404:
+        return (
+            f"Teams has no channel {where}" + said + ". Use the channel id from the channel's "
+            "Get link to channel (it looks like 19:…@thread.tacv2), not its name."
+        )
+    if isinstance(status, int):
+        return f"Teams refused the card{said}."
+    if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
+        return f"Teams could not be reached ({type(exc).__name__})."
+    return f"Teams refused the card ({type(exc).__name__})."
+
+
+def _reference(
+    service_url: str, conversation: str, tenant: Any, bot_id: Any
+) -> ConversationReference:
+    return ConversationReference(
+        channel_id=TEAMS_CHANNEL,
+        service_url=service_url,
+        conversation=ConversationAccount(
+            id=conversation,
+            is_group=True,
+            conversation_type="channel",
+            tenant_id=tenant if isinstance(tenant, str) else None,
+        ),
+        bot=ChannelAccount(id=bot_id) if isinstance(bot_id, str) and bot_id else None,
+    )
+
+
+def _team_of(activity: Activity) -> dict[str, Any] | None:
+    """The team an activity comes from (channelData.team), or None outside teams."""
+    data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    team = data.get("team")
+    if isinstance(team, dict) and isinstance(team.get("id"), str) and team["id"]:
+        return team
+    return None
+
+
+def answer_card(number: int, text: str) -> dict[str, Any]:
+    """The helpdesk's question in the person's chat, with a box to answer it (verb ANSWER)."""
+    data = {"case": number}
+    title = "Send my answer"
+    return {
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": "1.5",
+        "fallbackText": text[:300],
+        "body": [
+            {"type": "TextBlock", "wrap": True, "text": text[:4000]},
+            {
+                "type": "Input.Text",
+                "id": ANSWER_INPUT,
+                "label": "Your answer",
+                "isMultiline": True,
+                "maxLength": MAX_ANSWER,
+            },
+        ],
+        "actions": [
+            {
+                "type": "Action.Execute",
+                "title": title,
+                "verb": ANSWER,
+                "data": data,
+                "fallback": {
+                    "type": "Action.Submit",
+                    "title": title,
+                    "data": {"verb": ANSWER, **data},
+                },
+            }
+        ],
+    }
 
 
 # --- helpers ---------------------------------------------------------------------------------

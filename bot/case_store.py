@@ -8,16 +8,13 @@ is decided from memory, so any replica may receive any click.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql import Executable
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.schema import (
     approvals,
@@ -28,6 +25,7 @@ from bot.schema import (
     pattern_alerts,
     proposals,
 )
+from bot.storage import SqlBase, retry_when_busy
 from dialogs.cases import (
     Approval,
     AuditEntry,
@@ -42,18 +40,6 @@ from dialogs.cases import (
     UnknownCase,
 )
 from dialogs.models import Platform
-from dialogs.store import utc_now
-
-
-def insert_ignoring_duplicates(
-    dialect: str, table: Any, values: dict[str, Any], keys: list[str]
-) -> Executable:
-    """`INSERT … ON CONFLICT (keys) DO NOTHING` on the backends that have it."""
-    if dialect == "postgresql":
-        return postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-    if dialect == "sqlite":
-        return sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-    return insert(table).values(**values)
 
 
 def case_when_answered() -> Any:
@@ -81,16 +67,12 @@ def _entry(row: Row[Any]) -> AuditEntry:
     return AuditEntry.model_validate(dict(row._mapping))
 
 
-class SqlCaseStore:
+class SqlCaseStore(SqlBase):
     """See the module docstring. `clock` is injectable so tests can move time."""
-
-    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self.engine = engine
-        self._clock = clock
-        self._dialect = engine.dialect.name
 
     # --- cases ---------------------------------------------------------------------------------
 
+    @retry_when_busy
     async def open_case(self, new: NewCase) -> Case:
         now = self._clock()
         values = {
@@ -100,7 +82,7 @@ class SqlCaseStore:
             "created_at": now,
             "updated_at": now,
         }
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             row = (await conn.execute(insert(cases).values(**values).returning(*cases.c))).one()
         return _case(row)
 
@@ -109,9 +91,10 @@ class SqlCaseStore:
             row = (await conn.execute(select(cases).where(cases.c.number == number))).first()
         return _case(row) if row is not None else None
 
-    async def _move_case(self, number: int, where: Any, **values: Any) -> Case | None:
+    @retry_when_busy
+    async def _move_case(self, /, number: int, where: Any, **values: Any) -> Case | None:
         """One conditional UPDATE of a case; the case as it is now when it changed, else None."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             row = (
                 await conn.execute(
                     update(cases)
@@ -167,6 +150,7 @@ class SqlCaseStore:
 
     # --- proposals -----------------------------------------------------------------------------
 
+    @retry_when_busy
     async def propose(
         self,
         case_number: int,
@@ -191,11 +175,9 @@ class SqlCaseStore:
             "created_at": now,
             "updated_at": now,
         }
-        stmt = insert_ignoring_duplicates(
-            self._dialect, proposals, values, ["case_number", "idempotency_key"]
-        )
+        stmt = self._insert_ignoring(proposals, values, ["case_number", "idempotency_key"])
         try:
-            async with self.engine.begin() as conn:
+            async with self._write() as conn:
                 await conn.execute(stmt)
                 row = (
                     await conn.execute(
@@ -240,6 +222,7 @@ class SqlCaseStore:
         ).first()
         return _proposal(row) if row is not None else None
 
+    @retry_when_busy
     async def decide(
         self,
         proposal_id: str,
@@ -250,8 +233,7 @@ class SqlCaseStore:
         decision: Decision,
     ) -> tuple[DecisionOutcome, Proposal]:
         now = self._clock()
-        record = insert_ignoring_duplicates(
-            self._dialect,
+        record = self._insert_ignoring(
             approvals,
             {
                 "proposal_id": proposal_id,
@@ -263,7 +245,7 @@ class SqlCaseStore:
             },
             ["proposal_id", "approver_id"],
         )
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             # Deciders of one proposal take turns (a row lock on PostgreSQL; SQLite has one
             # writer at a time anyway), so two approvals counted at once cannot both fall short.
             locked = select(proposals).where(proposals.c.id == proposal_id)
@@ -336,9 +318,10 @@ class SqlCaseStore:
             for r in rows
         ]
 
+    @retry_when_busy
     async def begin_apply(self, proposal_id: str, owner: str, lease: float) -> Proposal | None:
         until = self._clock() + timedelta(seconds=lease)
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             return await self._step(
                 conn,
                 proposal_id,
@@ -349,9 +332,10 @@ class SqlCaseStore:
                 attempts=proposals.c.attempts + 1,
             )
 
+    @retry_when_busy
     async def heartbeat(self, proposal_id: str, owner: str, lease: float) -> bool:
         until = self._clock() + timedelta(seconds=lease)
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             moved = await self._step(
                 conn,
                 proposal_id,
@@ -363,11 +347,12 @@ class SqlCaseStore:
             )
         return moved is not None
 
+    @retry_when_busy
     async def finish_apply(
         self, proposal_id: str, owner: str, *, applied: bool, result: dict[str, Any]
     ) -> Proposal | None:
         state = ProposalState.APPLIED if applied else ProposalState.FAILED
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             return await self._step(
                 conn,
                 proposal_id,
@@ -395,7 +380,7 @@ class SqlCaseStore:
             candidates = list(ids)
         taken: list[Proposal] = []
         for proposal_id in candidates:
-            async with self.engine.begin() as conn:
+            async with self._write() as conn:
                 moved = await self._step(
                     conn,
                     proposal_id,
@@ -411,9 +396,10 @@ class SqlCaseStore:
                 taken.append(moved)
         return taken
 
+    @retry_when_busy
     async def expire_proposals(self) -> list[Proposal]:
         now = self._clock()
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             rows = (
                 await conn.execute(
                     update(proposals)
@@ -429,6 +415,7 @@ class SqlCaseStore:
 
     # --- presses and message references --------------------------------------------------------
 
+    @retry_when_busy
     async def press(self, key: str, *, kind: str, actor: str, platform: Platform) -> bool:
         values = {
             "key": key[:512],
@@ -437,25 +424,19 @@ class SqlCaseStore:
             "platform": platform.value,
             "at": self._clock(),
         }
-        stmt = insert_ignoring_duplicates(self._dialect, button_presses, values, ["key"])
+        stmt = self._insert_ignoring(button_presses, values, ["key"])
         try:
-            async with self.engine.begin() as conn:
+            async with self._write() as conn:
                 result = await conn.execute(stmt)
         except IntegrityError:
             return False
         return bool(result.rowcount == 1)
 
+    @retry_when_busy
     async def save_message(self, key: str, platform: Platform, ref: dict[str, Any]) -> None:
         values = {"key": key, "platform": platform.value, "ref": ref, "updated_at": self._clock()}
-        changes = {"platform": values["platform"], "ref": ref, "updated_at": values["updated_at"]}
-        module: Any = postgresql if self._dialect == "postgresql" else sqlite
-        stmt = (
-            module.insert(message_refs)
-            .values(**values)
-            .on_conflict_do_update(index_elements=["key"], set_=changes)
-        )
-        async with self.engine.begin() as conn:
-            await conn.execute(stmt)
+        async with self._write() as conn:
+            await conn.execute(self._upsert(message_refs, values, ["key"]))
 
     async def message(self, key: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
@@ -466,6 +447,7 @@ class SqlCaseStore:
 
     # --- pattern alerts ------------------------------------------------------------------------
 
+    @retry_when_busy
     async def note_pattern(
         self, case: Case, *, window: float, threshold: int
     ) -> PatternAlert | None:
@@ -476,7 +458,7 @@ class SqlCaseStore:
             pattern_alerts.c.organisation == case.organisation,
             pattern_alerts.c.cause == case.top_cause,
         )
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             # An alert still live (its last case inside the window) grows.
             row = (
                 await conn.execute(
@@ -513,8 +495,7 @@ class SqlCaseStore:
                 return None
             start = recent[0].created_at
             opened = await conn.execute(
-                insert_ignoring_duplicates(
-                    self._dialect,
+                self._insert_ignoring(
                     pattern_alerts,
                     {
                         "organisation": case.organisation,
@@ -546,9 +527,10 @@ class SqlCaseStore:
 
     # --- the audit log -------------------------------------------------------------------------
 
+    @retry_when_busy
     async def audit(self, entry: AuditEntry) -> AuditEntry:
         values = entry.model_dump(exclude={"seq"})
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             row = (
                 await conn.execute(insert(audit_log).values(**values).returning(*audit_log.c))
             ).one()
@@ -568,12 +550,13 @@ class SqlCaseStore:
 
     # --- retention -----------------------------------------------------------------------------
 
+    @retry_when_busy
     async def purge(self, older_than: timedelta) -> dict[str, int]:
         """Delete what is older than the retention period: resolved cases (their proposals and
         approvals go with them), audit entries and button presses. Open cases stay."""
         cutoff = self._clock() - older_than
         removed: dict[str, int] = {}
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             for name, stmt in (
                 (
                     "cases",

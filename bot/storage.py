@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import random
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +31,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
+    Table,
     and_,
     delete,
     event,
@@ -56,6 +58,7 @@ BUSY_ATTEMPTS = 5  # ... and a write still refused as busy is tried again this m
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
+S = TypeVar("S", bound="SqlBase")
 
 
 # --- engine and migrations --------------------------------------------------------------------
@@ -188,12 +191,12 @@ def _busy(exc: OperationalError) -> bool:
 
 
 def retry_when_busy(
-    method: Callable[Concatenate[SqlStore, P], Awaitable[T]],
-) -> Callable[Concatenate[SqlStore, P], Awaitable[T]]:
+    method: Callable[Concatenate[S, P], Awaitable[T]],
+) -> Callable[Concatenate[S, P], Awaitable[T]]:
     """Run a write again when SQLite still says "database is locked" after its busy timeout
     (a burst, another process). Safe: a refused transaction was rolled back whole."""
 
-    async def retrying(self: SqlStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def retrying(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
         for attempt in range(1, BUSY_ATTEMPTS + 1):
             try:
                 return await method(self, *args, **kwargs)
@@ -209,25 +212,54 @@ def retry_when_busy(
     return retrying
 
 
-class SqlStore:
-    """`DiagnosisStore` on SQL, plus event dedupe and conversation references."""
+# SQLite has one writer at a time. In one process writers take turns on a lock per database
+# (every store on the same engine shares it), first come first served, instead of racing in
+# SQLite's busy handler (which is not fair: under a burst of 150 one writer could wait past any
+# timeout). PostgreSQL needs no turns.
+_WRITERS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+class SqlBase:
+    """What every store on our database shares: the engine, the clock, writes that take turns
+    (with `@retry_when_busy`), and the two upserts every backend spells differently."""
 
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.engine = engine
         self._clock = clock
         self._dialect = engine.dialect.name
-        # SQLite has one writer at a time. In this process writers take turns here, first come
-        # first served, instead of racing in SQLite's busy handler (which is not fair: under a
-        # burst of 150 one writer could wait past any timeout). PostgreSQL needs no turns.
-        self._writer: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if self._dialect == "sqlite" else contextlib.nullcontext()
-        )
+        self._writer: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
+        if self._dialect == "sqlite":
+            self._writer = _WRITERS.setdefault(engine.sync_engine, asyncio.Lock())
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (use with `@retry_when_busy` on the method)."""
         async with self._writer, self.engine.begin() as conn:
             yield conn
+
+    def _insert_ignoring(self, table: Table, values: dict[str, Any], keys: list[str]) -> Any:
+        """`INSERT … ON CONFLICT (keys) DO NOTHING`: rowcount 1 for the first, 0 after."""
+        if self._dialect == "postgresql":
+            stmt: Any = postgresql.insert(table)
+        elif self._dialect == "sqlite":
+            stmt = sqlite.insert(table)
+        else:  # backends without ON CONFLICT raise IntegrityError instead
+            return insert(table).values(**values)
+        return stmt.values(**values).on_conflict_do_nothing(index_elements=keys)
+
+    def _upsert(self, table: Table, values: dict[str, Any], keys: list[str]) -> Any:
+        """`INSERT … ON CONFLICT (keys) DO UPDATE` the other columns."""
+        dialect: Any = postgresql if self._dialect == "postgresql" else sqlite
+        changes = {k: v for k, v in values.items() if k not in keys}
+        return (
+            dialect.insert(table)
+            .values(**values)
+            .on_conflict_do_update(index_elements=keys, set_=changes)
+        )
+
+
+class SqlStore(SqlBase):
+    """`DiagnosisStore` on SQL, plus event dedupe and conversation references."""
 
     @classmethod
     def from_url(cls, database_url: str, **kwargs: Any) -> SqlStore:
@@ -365,14 +397,7 @@ class SqlStore:
     async def first_time(self, event_id: str) -> bool:
         """True exactly once per `event_id`, across every replica sharing the database."""
         values = {"event_id": event_id[:255], "seen_at": self._clock()}
-        if self._dialect == "postgresql":
-            stmt: Any = postgresql.insert(processed_events).values(**values)
-            stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"])
-        elif self._dialect == "sqlite":
-            stmt = sqlite.insert(processed_events).values(**values)
-            stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"])
-        else:
-            stmt = insert(processed_events).values(**values)
+        stmt = self._insert_ignoring(processed_events, values, ["event_id"])
         try:
             async with self._write() as conn:
                 result = await conn.execute(stmt)
@@ -410,22 +435,9 @@ class SqlStore:
     async def save_conversation_ref(
         self, key: str, platform: Platform, ref: dict[str, Any]
     ) -> None:
-        values = {
-            "key": key,
-            "platform": platform.value,
-            "ref": ref,
-            "updated_at": self._clock(),
-        }
-        changes = {"platform": platform.value, "ref": ref, "updated_at": values["updated_at"]}
-        stmt: Any
-        if self._dialect == "postgresql":
-            stmt = postgresql.insert(conversation_refs).values(**values)
-            stmt = stmt.on_conflict_do_update(index_elements=["key"], set_=changes)
-        else:
-            stmt = sqlite.insert(conversation_refs).values(**values)
-            stmt = stmt.on_conflict_do_update(index_elements=["key"], set_=changes)
+        values = {"key": key, "platform": platform.value, "ref": ref, "updated_at": self._clock()}
         async with self._write() as conn:
-            await conn.execute(stmt)
+            await conn.execute(self._upsert(conversation_refs, values, ["key"]))
 
     async def conversation_ref(self, key: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:

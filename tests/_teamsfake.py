@@ -31,6 +31,15 @@ ANA_AAD = "6a1c4e2f-0b9d-4c3e-8f7a-1234567890ab"
 ANA_EMAIL = "ana@contoso.com"
 BO_ID = "29:1bo-teams-user-id"
 BO_AAD = "7b2d5f30-1cae-4d4f-9a8b-234567890abc"
+CY_ID = "29:1cy-teams-user-id"
+CY_AAD = "8c3e6a41-2dbf-4e5a-8b9c-34567890abcd"
+USERS = {  # Teams user id -> (name, Entra object id)
+    ANA_ID: ("Ana Silva", ANA_AAD),
+    BO_ID: ("Bo Chen", BO_AAD),
+    CY_ID: ("Cy Osei", CY_AAD),
+}
+TEAM_ID = "19:team-general@thread.tacv2"
+HELPDESK_CHANNEL = "19:5d2a7b9e3c4f4e1a8b6c0d9e8f7a6b5c@thread.tacv2"
 PERSONAL = "a:1personal-chat-with-ana"
 CHANNEL = "19:8c1f0c4e0f2b4d5f9a1b2c3d4e5f6a7b@thread.tacv2;messageid=1763800000001"
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
@@ -38,7 +47,7 @@ ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 
 @dataclass
 class Call:
-    method: str  # "POST" | "PUT" | "GET"
+    method: str  # "POST" | "PUT" | "GET" | "CREATE" (POST /v3/conversations)
     conversation: str
     activity_id: str | None  # the replied-to id (POST) or the edited id (PUT)
     body: dict[str, Any]
@@ -47,7 +56,8 @@ class Call:
 
     @property
     def card(self) -> dict[str, Any] | None:
-        for attachment in self.body.get("attachments") or []:
+        body = self.body.get("activity") if self.method == "CREATE" else self.body
+        for attachment in (body or {}).get("attachments") or []:
             if attachment.get("contentType") == ADAPTIVE:
                 content: dict[str, Any] = attachment["content"]
                 return content
@@ -74,12 +84,18 @@ class FakeConnector:
         }
     )
     fail_puts: int = 0  # refuse this many PUTs (403), as the Bot Connector does
+    # Refuse new conversations (POST /v3/conversations) with this status: 403 as when the app is
+    # not installed in the team (BotNotInConversationRoster), 404 for an unknown channel id,
+    # 401 for a token the service does not accept (§B5).
+    refuse_create: int | None = None
+    channels: set[str] = field(default_factory=lambda: {HELPDESK_CHANNEL})
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: TestServer | None = None
 
     async def start(self) -> str:
         app = web.Application()
+        app.router.add_post("/v3/conversations", self._create)
         app.router.add_post("/v3/conversations/{conv}/activities", self._send)
         app.router.add_post("/v3/conversations/{conv}/activities/{id}", self._send)
         app.router.add_put("/v3/conversations/{conv}/activities/{id}", self._update)
@@ -136,6 +152,40 @@ class FakeConnector:
         await self._record(call)
         return web.json_response({"id": new_id}, status=201)
 
+    @property
+    def created(self) -> list[Call]:
+        """New conversations (a new thread in a channel): `conversation` is the channel id."""
+        return [c for c in self.calls if c.method == "CREATE"]
+
+    async def _create(self, request: web.Request) -> web.Response:
+        """Create a conversation; in a Teams channel, a new thread whose first message is
+        the parameters' activity. Answers `{"id": "<channel>;messageid=<id>", "activityId"}`."""
+        body = await request.json()
+        channel = ((body.get("channelData") or {}).get("channel") or {}).get("id", "")
+        new_id = f"1763900{next(self._ids):06d}"
+        call = Call(
+            "CREATE",
+            channel,
+            None,
+            body,
+            answered_id=new_id,
+            authorization=request.headers.get("Authorization"),
+        )
+        await self._record(call)
+        status = self.refuse_create
+        if status is None and channel not in self.channels:
+            status = 404
+        if status is not None:
+            code = {
+                401: "Unauthorized",
+                403: "BotNotInConversationRoster",
+                404: "ConversationNotFound",
+            }.get(status, "ServiceError")
+            return web.json_response({"error": {"code": code, "message": "refused"}}, status=status)
+        return web.json_response(
+            {"id": f"{channel};messageid={new_id}", "activityId": new_id}, status=201
+        )
+
     async def _update(self, request: web.Request) -> web.Response:
         activity_id = request.match_info["id"]
         call = Call(
@@ -182,8 +232,7 @@ class Activities:
     def _base(
         self, kind: str, conversation: str, conversation_type: str, user: str
     ) -> dict[str, Any]:
-        aad = ANA_AAD if user == ANA_ID else BO_AAD
-        name = "Ana Silva" if user == ANA_ID else "Bo Chen"
+        name, aad = USERS[user]
         activity: dict[str, Any] = {
             "type": kind,
             "id": f"f:{next(self._ids)}",
@@ -205,9 +254,9 @@ class Activities:
             activity["channelData"].update(
                 {
                     "teamsChannelId": CHANNEL.split(";", maxsplit=1)[0],
-                    "teamsTeamId": "19:team-general@thread.tacv2",
+                    "teamsTeamId": TEAM_ID,
                     "channel": {"id": CHANNEL.split(";", maxsplit=1)[0]},
-                    "team": {"id": "19:team-general@thread.tacv2"},
+                    "team": {"id": TEAM_ID},
                 }
             )
         return activity
@@ -258,6 +307,35 @@ class Activities:
                 },
             }
         )
+        return activity
+
+    def installed(self, *, removed: bool = False) -> dict[str, Any]:
+        """The app added to (or removed from) a team: a conversationUpdate in its General
+        channel naming the bot in membersAdded (membersRemoved), with the team in channelData."""
+        activity = self._base("conversationUpdate", TEAM_ID, "channel", ANA_ID)
+        activity["channelData"] = {
+            "tenant": {"id": TENANT},
+            "team": {"id": TEAM_ID, "name": "IT Helpdesk", "aadGroupId": "team-group"},
+            "eventType": "teamMemberRemoved" if removed else "teamMemberAdded",
+        }
+        members = [{"id": BOT_ID}]
+        activity["membersRemoved" if removed else "membersAdded"] = members
+        return activity
+
+    def in_thread(
+        self,
+        verb: str,
+        data: dict[str, Any],
+        *,
+        thread: str,
+        card_id: str,
+        user: str,
+        trigger: str = "manual",
+    ) -> dict[str, Any]:
+        """Action.Execute on a card in a channel thread (the helpdesk channel)."""
+        activity = self.execute(verb, data, card_id=card_id, user=user, conversation=thread)
+        activity["value"]["trigger"] = trigger
+        activity["channelData"]["team"] = {"id": TEAM_ID}
         return activity
 
     def submit(self, data: dict[str, Any], *, card_id: str, user: str = ANA_ID) -> dict[str, Any]:

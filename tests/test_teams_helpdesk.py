@@ -1,0 +1,312 @@
+"""The helpdesk loop in Teams, over real HTTP, against the fake Bot Connector and a sandbox tenant.
+
+The server (`bot.server.create_app` with `bot.teams.create_teams_handler`, SQLite in tmp_path)
+runs diagnoses in the sandbox world `imap-off` (IMAP switched off for the mailbox). The app is
+installed in a team (a conversationUpdate); Ana checks her mailbox in her personal chat and
+escalates; the case card starts a new thread in the helpdesk channel (POST /v3/conversations on
+the stored service URL); Bo (helpdesk, not an approver) claims and asks; Ana answers from the card
+in her chat; Teams refreshes the card for Cy (an approver: Approve / Reject) and not for Bo; Bo's
+Approve is refused and audited; Cy's applies the fix to the sandbox tenant, the checks run again
+and pass, the card is edited in place and Ana is told. Nothing is mocked; every Bot Connector
+call lands on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from _teamsfake import (
+    ANA_AAD,
+    BO_AAD,
+    BO_ID,
+    CY_AAD,
+    CY_ID,
+    GOOD_ANSWERS,
+    HELPDESK_CHANNEL,
+    PERSONAL,
+    TEAM_ID,
+    TENANT,
+    Activities,
+    Call,
+    FakeConnector,
+    TeamsBot,
+    card_kind,
+    verbs,
+)
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.approvers import ApproverList
+from bot.case_store import SqlCaseStore
+from bot.demo import SandboxDiagnose, SandboxFixes, SandboxRecheck, WorldPool
+from bot.helpdesk_channels import Channels
+from bot.server import create_app
+from bot.settings import Settings
+from bot.teams import ANSWER, ANSWER_INPUT, create_teams_handler
+from bot.teams import TeamsBot as Bot
+from dialogs.approval import Approvals
+from dialogs.cases import QUESTION_INPUT, CaseAction, ProposalState
+from dialogs.helpdesk import Helpdesk
+from dialogs.models import Platform
+
+ADDRESS = "imap-off@contoso.com"
+ANSWERS = {**GOOD_ANSWERS, "address": ADDRESS, "app": "imap-app", "where": ""}
+
+
+@dataclass
+class Desk:
+    bot: TeamsBot
+    teams: Bot
+    cases: SqlCaseStore
+    helpdesk: Helpdesk
+
+
+@asynccontextmanager
+async def helpdesk_server(tmp_path: Path, **settings: Any) -> AsyncIterator[Desk]:
+    """The Teams server with the helpdesk loop wired as `mailfix serve` wires it."""
+    connector = FakeConnector()
+    await connector.start()
+    pool = WorldPool()
+    config = Settings(
+        state_dir=tmp_path,
+        helpdesk_teams_channel=HELPDESK_CHANNEL,
+        approvers=[CY_AAD],
+        **settings,
+    )
+    app = create_app(
+        config, diagnose=SandboxDiagnose(pool, deadline=20.0), teams=create_teams_handler
+    )
+    try:
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as http:
+            bot = TeamsBot(http, connector, app, Activities(connector.url), None)  # type: ignore[arg-type]
+            runtime = bot.runtime
+            teams: Bot = runtime.extras["teams_bot"]
+            cases = SqlCaseStore(runtime.store.engine)
+            approvals = Approvals(
+                cases,
+                apply_fix=SandboxFixes(pool),
+                approvers=ApproverList(config.approvers),
+                owner="replica-1",
+            )
+            helpdesk = Helpdesk(
+                cases,
+                Channels({Platform.TEAMS: teams.helpdesk_channel()}),
+                approvals,
+                recheck=SandboxRecheck(pool),
+                check_titles=dict(runtime.conversation.s.check_titles),
+                approver_ids=[CY_ID],
+            )
+            runtime.conversation.s = replace(runtime.conversation.s, escalate=helpdesk.escalate)
+            teams.helpdesk = helpdesk
+            yield Desk(bot, teams, cases, helpdesk)
+            await bot.idle()
+    finally:
+        await connector.close()
+        await pool.close()
+
+
+async def install(bot: TeamsBot) -> None:
+    response = await bot.post(bot.teams.installed())
+    assert response.status == 201, await response.text()
+    await bot.idle()
+
+
+async def invoke(bot: TeamsBot, activity: dict[str, Any]) -> dict[str, Any]:
+    response = await bot.post(activity)
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+def text_of(card: Any) -> str:
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("text", "value", "title"):
+                if isinstance(node.get(key), str):
+                    out.append(node[key])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(card)
+    return "\n".join(out).replace("**", "")
+
+
+async def told(bot: TeamsBot, n: int) -> Call:
+    """The `n`th message (from 1) the bot sent Ana's personal chat proactively, not a card of
+    the diagnosis."""
+
+    def mine() -> list[Call]:
+        return [
+            c
+            for c in bot.connector.posts
+            if c.conversation == PERSONAL and (c.text or ANSWER in verbs(c.card))
+        ]
+
+    await bot.connector.wait_until(lambda: len(mine()) >= n, f"message {n} to Ana")
+    return mine()[n - 1]
+
+
+async def escalate(bot: TeamsBot) -> tuple[Call, dict[str, Any]]:
+    """Ana runs a check and presses Escalate: the case thread, and her receipt card."""
+    response = await bot.post(bot.teams.personal(f"mailfix {ADDRESS}"))
+    assert response.status == 201
+    await bot.connector.wait_until(
+        lambda: any(card_kind(c.card) == "intake" for c in bot.connector.posts), "the form"
+    )
+    (form,) = [c for c in bot.connector.posts if card_kind(c.card) == "intake"]
+    assert form.answered_id is not None
+    body = await invoke(bot, bot.teams.execute("mailfix.intake", ANSWERS, card_id=form.answered_id))
+    assert card_kind(body["value"]) == "progress"
+    await bot.connector.wait_until(
+        lambda: any(card_kind(c.card) == "results" for c in bot.connector.puts), "the results"
+    )
+    results = [c for c in bot.connector.puts if card_kind(c.card) == "results"][-1]
+    data = verbs(results.card)["mailfix.escalate"]
+    await invoke(bot, bot.teams.execute("mailfix.escalate", data, card_id=form.answered_id))
+    await bot.idle()
+    # The receipt is a message of its own in Ana's chat.
+    (receipt,) = [c.card for c in bot.connector.posts if card_kind(c.card) == "escalation"]
+    assert receipt is not None
+    (thread,) = bot.connector.created
+    return thread, receipt
+
+
+def thread_of(thread: Call) -> tuple[str, str]:
+    assert thread.answered_id is not None
+    return f"{thread.conversation};messageid={thread.answered_id}", thread.answered_id
+
+
+def latest_case_card(bot: TeamsBot, card_id: str) -> dict[str, Any]:
+    edits = [c for c in bot.connector.puts if c.activity_id == card_id]
+    card = edits[-1].card if edits else None
+    assert card is not None
+    return card
+
+
+async def test_the_whole_teams_story(tmp_path: Path) -> None:
+    async with helpdesk_server(tmp_path) as desk:
+        bot = desk.bot
+        await install(bot)
+        installed = await bot.runtime.store.conversation_ref(f"teams:team:{TEAM_ID}")
+        assert installed is not None and installed["installed"] is True
+        assert installed["service_url"] == bot.connector.url
+        assert installed["tenant_id"] == TENANT and installed["team_name"] == "IT Helpdesk"
+
+        thread, receipt = await escalate(bot)
+        # The case card went to the helpdesk channel as a new thread, from the stored
+        # installation (no message from that channel was ever seen).
+        assert thread.conversation == HELPDESK_CHANNEL
+        assert thread.body["isGroup"] is True
+        case_card = thread.card
+        assert case_card is not None and case_card["refresh"]["userIds"] == [CY_ID]
+        shown = text_of(case_card)
+        assert ADDRESS in shown and "Ana Silva" in shown
+        assert "Switch IMAP on" in shown and "Waiting for approval" in shown
+        assert CaseAction.APPROVE.value not in verbs(case_card)  # only approvers get Approve
+        said = text_of(receipt)
+        assert "Case 1" in said and "the Teams helpdesk channel of IT Helpdesk" in said
+        ref = await desk.cases.message("case:1:helpdesk")
+        conversation, card_id = thread_of(thread)
+        assert ref is not None and ref["platform"] == "teams"
+        assert (ref["conversation"], ref["activity_id"]) == (conversation, card_id)
+
+        def on_card(verb: CaseAction | str, data: dict[str, Any], user: str, **kw: Any) -> Any:
+            activity = bot.teams.in_thread(
+                str(verb), data, thread=conversation, card_id=card_id, user=user, **kw
+            )
+            return invoke(bot, activity)
+
+        # Bo claims: the card is edited in place, Bo's copy is his view, Ana is told.
+        body = await on_card(CaseAction.CLAIM, {"case": 1}, BO_ID)
+        assert body["type"] == "application/vnd.microsoft.card.adaptive"
+        assert "Taken by Bo Chen" in text_of(body["value"])
+        assert CaseAction.APPROVE.value not in verbs(body["value"])
+        assert "Taken by Bo Chen" in text_of(latest_case_card(bot, card_id))
+        assert (await told(bot, 1)).text == "Bo Chen from the helpdesk has taken your case 1."
+
+        # Bo asks; the question reaches Ana with a box to answer it.
+        question = "Which computer do you use?"
+        body = await on_card(CaseAction.ASK, {"case": 1, QUESTION_INPUT: question}, BO_ID)
+        assert "Waiting for Ana Silva to answer" in text_of(body["value"])
+        asked = await told(bot, 2)
+        assert asked.card is not None and question in text_of(asked.card)
+        answer = verbs(asked.card)[ANSWER]
+        assert answer == {"case": 1}
+        # Ana answers from that card (her own chat; the token names her).
+        assert asked.answered_id is not None
+        reply = {**answer, ANSWER_INPUT: "The laptop at my desk"}
+        body = await invoke(bot, bot.teams.execute(ANSWER, reply, card_id=asked.answered_id))
+        assert "Sent to the helpdesk with case 1." in text_of(body["value"])
+        await bot.idle()
+        assert "Ana Silva: The laptop at my desk" in text_of(latest_case_card(bot, card_id))
+        # Someone else cannot answer for her.
+        body = await invoke(bot, bot.teams.execute(ANSWER, reply, card_id="x", user=BO_ID))
+        assert body["value"] == "Case 1 is not waiting for an answer from you."
+
+        # The automatic refresh: Cy (an approver) gets Approve / Reject, Bo does not.
+        refresh = CaseAction.REFRESH
+        cy_view = (await on_card(refresh, {"case": 1}, CY_ID, trigger="automatic"))["value"]
+        bo_view = (await on_card(refresh, {"case": 1}, BO_ID, trigger="automatic"))["value"]
+        assert CaseAction.APPROVE.value in verbs(cy_view)
+        assert CaseAction.REJECT.value in verbs(cy_view)
+        assert CaseAction.APPROVE.value not in verbs(bo_view)
+        proposal = verbs(cy_view)[CaseAction.APPROVE.value]["proposal"]
+
+        # Bo's Approve (a forged click: the payload even names Cy) changes nothing.
+        forged = {"proposal": proposal, "approver": CY_AAD, "aadObjectId": CY_AAD}
+        body = await on_card(CaseAction.APPROVE, forged, BO_ID)
+        assert body["value"].startswith("Only approvers can approve")
+        still = await desk.cases.proposal(proposal)
+        assert still is not None and still.state is ProposalState.PROPOSED
+
+        # Cy approves: applied to the tenant, checked again, the card edited, Ana told.
+        body = await on_card(CaseAction.APPROVE, {"proposal": proposal}, CY_ID)
+        after = text_of(body["value"])
+        assert "Approved by Cy Osei" in after and "(Set-CASMailbox)" in after
+        assert "passes now" in after
+        applied = await desk.cases.proposal(proposal)
+        assert applied is not None and applied.state is ProposalState.APPLIED
+        assert "Approved by Cy Osei" in text_of(latest_case_card(bot, card_id))
+        fixed = await told(bot, 3)
+        assert fixed.text == "IMAP is switched on for your mailbox — try your mail app again."
+        # A double click applies nothing again.
+        body = await on_card(CaseAction.APPROVE, {"proposal": proposal}, CY_ID)
+        assert body["value"] == "This fix was already decided."
+
+        body = await on_card(CaseAction.RESOLVE, {"case": 1}, BO_ID)
+        assert "Resolved" in text_of(body["value"])
+        resolved = await told(bot, 4)
+        assert resolved.text == "Bo Chen from the helpdesk marked your case 1 as resolved."
+        await bot.idle()
+
+        trail = await desk.cases.trail(case_number=1)
+        assert [e.action for e in trail] == [
+            "case.opened",
+            "proposal.made",
+            "case.claimed",
+            "case.asked",
+            "case.answered",
+            "proposal.refused",
+            "proposal.approved",
+            "fix.applying",
+            "fix.applied",
+            "recheck.done",
+            "case.resolved",
+        ]
+        by = {e.action: e for e in trail}
+        assert by["proposal.refused"].actor_id == BO_AAD
+        assert by["proposal.refused"].platform == "teams"
+        assert by["fix.applied"].actor_id == CY_AAD
+        assert by["case.answered"].actor_id == ANA_AAD
+        assert json.dumps(by["fix.applied"].request).count("Set-CASMailbox") == 1
+        # Every card edit went to the one case message: none re-posted the case.
+        assert len(bot.connector.created) == 1

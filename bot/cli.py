@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     except BadInput as exc:
         _fail(str(exc))
     except TyperException as exc:  # usage errors: unknown option, bad value, missing argument
-        _fail(exc.format_message())
+        # With no command at all the help is already printed; say what is missing.
+        _fail(exc.format_message() or "name a command: one of those listed above")
     except typer.Abort:
         _fail("aborted", 130)
     except typer.Exit as exc:

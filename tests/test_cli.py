@@ -160,6 +160,13 @@ def test_version_prints_the_package_version() -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("mailfix ") and proc.stderr == ""
 
 
+def test_no_command_shows_the_commands_and_says_what_is_missing() -> None:
+    code, out, err = run_main([])
+    assert code == 2
+    assert "diagnose" in out and "audit" in out
+    assert err == "mailfix: error: name a command: one of those listed above\n"
+
+
 def test_subprocess_bad_input_has_no_traceback(offline_env: dict[str, str]) -> None:
     proc = subprocess.run(
         [*MAILFIX, "diagnose", "bad@@address", "--json"],

@@ -28,7 +28,7 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any, Protocol, cast
 
@@ -37,6 +37,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
+from bot.case_store import SqlCaseStore
+from bot.housekeeping import LAPSED_MESSAGE, sweep
 from bot.limits import RateLimiter
 from bot.metrics import (
     PLATFORM_PATHS,
@@ -47,7 +49,17 @@ from bot.metrics import (
     request_id_from,
 )
 from bot.redact import install_redaction
-from bot.runtime import ConversationLike, EventLedger, Handler, Runtime, runner_diagnose
+from bot.runtime import (
+    ConversationLike,
+    EventLedger,
+    Handler,
+    Runtime,
+    SharedLimit,
+    approver_list,
+    build_helpdesk,
+    replica_name,
+    runner_diagnose,
+)
 from bot.settings import Settings
 from bot.slack import SlackBot
 from bot.storage import SqlStore
@@ -55,6 +67,7 @@ from bot.storage import migrate as run_migrations
 from bot.tasks import TaskSupervisor
 from checks.cloud import hosts_for
 from dialogs.flow import Conversation, Services
+from dialogs.models import Platform
 from dialogs.queue import RunQueue
 from dialogs.store import DiagnosisStore
 
@@ -84,6 +97,10 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Strict-Transport-Security": "max-age=31536000",
 }
+HOUSEKEEPING_EVERY = 60.0  # seconds between two housekeeping sweeps
+DIAGNOSIS_LEASE = 30.0  # seconds; a running diagnosis renews it every third of that
+# A diagnosis never leased (it waited in line on a replica that died) is failed after this long.
+UNLEASED_AFTER = 1800.0
 EVENT_MEMORY = timedelta(hours=1)  # Slack retries for minutes; keep event ids an hour
 DRAIN_MARGIN = 2.0  # seconds past a diagnosis's deadline for its results to be posted
 
@@ -98,6 +115,10 @@ def create_app(
     teams: TeamsFactory | None = None,
     slack_client: Any = None,
     migrate: bool = True,
+    apply_fix: Any = None,
+    approvers: Any = None,
+    recheck: Any = None,
+    housekeeping_every: float = HOUSEKEEPING_EVERY,
 ) -> web.Application:
     """The whole server as an aiohttp application (not started).
 
@@ -109,6 +130,14 @@ def create_app(
       start-up (`migrate=False` skips that) and closed at cleanup.
     - `teams`: the Teams endpoint factory (see module docstring).
     - `slack_client`: an `AsyncWebClient` to use instead of one built from the settings.
+    - `apply_fix`, `approvers`, `recheck`: the helpdesk loop's executor, approver directory and
+      re-check (defaults: `bot.runtime.build_helpdesk`'s, from the settings).
+    - `housekeeping_every`: seconds between two housekeeping sweeps (`bot.housekeeping`).
+
+    With the SQL store the helpdesk loop is wired (`bot.runtime.build_helpdesk`): "Escalate to
+    helpdesk" posts the case card to the helpdesk channel of the person's platform, running
+    diagnoses hold a lease, the per-person rate limit is counted in the database (unless a
+    `limiter` is given), and a housekeeping task sweeps periodically.
     """
     install_redaction(settings.secret_values())
     quiet_malformed_http()
@@ -118,16 +147,21 @@ def create_app(
     queue = RunQueue(settings.max_concurrent_diagnoses, max_waiting=settings.max_queued_diagnoses)
     metrics = Metrics()
     metrics.watch_queue(lambda: queue.waiting, lambda: queue.running)
+    owner = replica_name()
     if conversation is None:
-        conversation = _conversation(settings, store, diagnose, queue, metrics)
+        conversation = _conversation(settings, store, diagnose, queue, metrics, owner=owner)
+    engine = getattr(store, "engine", None) if isinstance(store, SqlStore) else None
+    base_limiter = limiter or RateLimiter(settings.rate_limit_count, settings.rate_limit_window)
     runtime = Runtime(
         settings=settings,
         conversation=conversation,
         store=store,
         supervisor=TaskSupervisor(),
-        limiter=limiter or RateLimiter(settings.rate_limit_count, settings.rate_limit_window),
+        limiter=base_limiter,
         events=EventLedger(store),
         queue=queue,
+        owner=owner,
+        shared_limit=SharedLimit(base_limiter, engine) if engine and limiter is None else None,
     )
 
     app = web.Application(
@@ -150,6 +184,23 @@ def create_app(
         teams = _installed_teams_factory()
     teams_handler: Handler = teams(runtime) if teams is not None else _teams_missing
 
+    if engine is not None:
+        channels: dict[Platform, Any] = {}
+        if slack is not None:
+            channels[Platform.SLACK] = slack.helpdesk_channel()
+            runtime.tellers[Platform.SLACK] = slack.tell_person
+        teams_channel = _teams_channel(teams_handler)
+        if teams_channel is not None:
+            channels[Platform.TEAMS] = teams_channel
+        build_helpdesk(
+            runtime,
+            engine,
+            channels,
+            apply_fix=apply_fix,
+            approvers=approvers or approver_list(settings, slack.client if slack else None),
+            recheck=recheck,
+        )
+
     app.router.add_post("/slack/events", slack_handler)
     app.router.add_post("/api/messages", teams_handler)
     app.router.add_get("/healthz", _healthz)
@@ -162,7 +213,13 @@ def create_app(
     async def startup(app: web.Application) -> None:
         if migrate and own_store:
             await run_migrations(settings.database_url, engine=store.engine)
-        if hasattr(store, "forget_events"):
+        if runtime.helpdesk is not None and isinstance(store, SqlStore):
+            runtime.supervisor.spawn(
+                _housekeeping(runtime, store, housekeeping_every),
+                name="housekeeping.sweep",
+                housekeeping=True,
+            )
+        elif hasattr(store, "forget_events"):
             runtime.supervisor.spawn(
                 _forget_events(store), name="storage.forget_events", housekeeping=True
             )
@@ -196,12 +253,20 @@ def create_app(
 
 
 def _conversation(
-    settings: Settings, store: Any, diagnose: Any, queue: RunQueue, metrics: Metrics
+    settings: Settings,
+    store: Any,
+    diagnose: Any,
+    queue: RunQueue,
+    metrics: Metrics,
+    *,
+    owner: str,
 ) -> ConversationLike:
     run = diagnose or runner_diagnose(settings)
+    hold = getattr(store, "hold", None)
 
     async def metered(request: Any, on_progress: Any) -> Any:
-        report = await run(request, on_progress)
+        async with _leased(hold, request.diagnosis_id, owner):
+            report = await run(request, on_progress)
         metrics.report(report)
         return report
 
@@ -230,6 +295,80 @@ class _MeteredStore:
     async def record(self, follow_up: Any) -> None:
         await self._store.record(follow_up)
         self._metrics.follow_up(str(follow_up.kind))
+
+
+@contextlib.asynccontextmanager
+async def _leased(hold: Any, diagnosis_id: str, owner: str) -> AsyncIterator[None]:
+    """A running diagnosis holds a lease on its row, renewed every third of it while it runs:
+    when this replica dies, the lease lapses and housekeeping on any replica fails it and tells
+    the person (`bot.housekeeping.sweep`)."""
+    if hold is None:
+        yield
+        return
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(DIAGNOSIS_LEASE / 3)
+            try:
+                if not await hold(diagnosis_id, owner, DIAGNOSIS_LEASE):
+                    return  # ended, or failed by housekeeping meanwhile
+            except Exception:  # a database hiccup: the next beat tries again
+                log.warning("could not renew the lease on diagnosis %s", diagnosis_id)
+
+    try:
+        await hold(diagnosis_id, owner, DIAGNOSIS_LEASE)
+    except Exception:
+        log.warning("could not take the lease on diagnosis %s", diagnosis_id)
+    beat = asyncio.create_task(renew(), name=f"lease:{diagnosis_id}")
+    try:
+        yield
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+
+
+async def _housekeeping(runtime: Runtime, store: SqlStore, every: float) -> None:
+    """`bot.housekeeping.sweep` every `every` seconds: proposals expire, lapsed applies are
+    resumed, diagnoses whose replica died are failed and their people told, old rows go."""
+    helpdesk = runtime.helpdesk
+    assert helpdesk is not None
+    cases = cast(SqlCaseStore, helpdesk.cases)
+    retention = timedelta(days=runtime.settings.retention_days)
+    while True:
+        await asyncio.sleep(every)
+        try:
+            swept = await sweep(
+                store,
+                cases,
+                helpdesk.approvals,
+                retention=retention,
+                unleased_after=UNLEASED_AFTER,
+            )
+        except Exception:  # the next round retries
+            log.exception("housekeeping failed")
+            continue
+        for diagnosis in swept.failed_diagnoses:
+            teller = runtime.tellers.get(diagnosis.platform)
+            if teller is None:
+                continue
+            try:
+                await teller(diagnosis, f"Your check of {diagnosis.address}: {LAPSED_MESSAGE}")
+            except Exception:
+                log.warning("could not tell the person of diagnosis %s", diagnosis.id)
+
+
+def _teams_channel(handler: Handler) -> Any:
+    """The Teams bot's helpdesk channel (`helpdesk_channel()`), when it provides one."""
+    bot = getattr(handler, "__self__", None)
+    make = getattr(bot, "helpdesk_channel", None)
+    if not callable(make):
+        return None
+    try:
+        return make()
+    except Exception:
+        log.exception("the Teams helpdesk channel could not be set up")
+        return None
 
 
 def _installed_teams_factory() -> TeamsFactory | None:

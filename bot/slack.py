@@ -19,10 +19,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -36,11 +37,15 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.helpdesk_channels import SlackHelpdesk
 from bot.limits import BadBody, parse_json_object, text_of
 from bot.runtime import Runtime
 from bot.settings import ReplyMode
 from cards import Target, render
 from cards.data import ErrorData, NoticeData
+from dialogs.approval import Actor
+from dialogs.case_buttons import BadPress, case_number, press
+from dialogs.cases import QUESTION_INPUT, Case, CaseAction, CaseState
 from dialogs.intake import ADDRESS, address_from_text
 from dialogs.models import (
     Action,
@@ -56,11 +61,20 @@ from dialogs.models import (
     TurnKind,
     Update,
 )
+from dialogs.presses import ALREADY, click_key, follow_up_key
+from dialogs.store import StoredDiagnosis
 
 log = logging.getLogger(__name__)
 
 COMMAND = "/mailfix"
 INTAKE = "mailfix.intake"
+# The person's "Answer" button under a helpdesk question, and the small modal it opens.
+ANSWER = "mailfix.case.answer"
+ANSWER_INPUT = "answer"
+MAX_ANSWER = 2000
+# The case card's buttons (Teams' refresh is no Slack button).
+CASE_ACTIONS = frozenset(a.value for a in CaseAction if a is not CaseAction.REFRESH)
+ACTION_IDS = frozenset({a.value for a in Action} | CASE_ACTIONS | {ANSWER})
 EMAIL_TTL = 3600.0  # seconds a users.info email stays cached
 # Errors of chat.postEphemeral that mean "not here": fall back to a DM.
 _NOT_HERE = {"channel_not_found", "not_in_channel", "user_not_in_channel", "is_archived"}
@@ -179,7 +193,7 @@ def _check_actions(payload: Mapping[str, Any]) -> None:
     action = actions[0]
     if not isinstance(action.get("action_id"), str):
         raise Refused(400, "bad_request", "The action has no id.")
-    if action["action_id"] not in {a.value for a in Action}:
+    if action["action_id"] not in ACTION_IDS:
         raise Ignored
     if not _is(action.get("value"), str) or not _is(action.get("action_ts"), str):
         raise Refused(400, "bad_request", "The action is not readable.")
@@ -195,13 +209,22 @@ def _check_actions(payload: Mapping[str, Any]) -> None:
         raise Refused(400, "bad_request", "The action's channel is not readable.")
     if not _is(payload.get("response_url"), str):
         raise Refused(400, "bad_request", "The action's response URL is not readable.")
+    state = payload.get("state")  # the message's inputs (the case card's question box)
+    if not _is(state, dict) or (
+        isinstance(state, dict)
+        and not (
+            _is(state.get("values"), dict)
+            and all(isinstance(b, dict) for b in (state.get("values") or {}).values())
+        )
+    ):
+        raise Refused(400, "bad_request", "The action's inputs are not readable.")
 
 
 def _check_view(payload: Mapping[str, Any]) -> None:
     view = payload.get("view")
     if not isinstance(view, dict) or not isinstance(view.get("callback_id"), str):
         raise Refused(400, "bad_request", "The submission has no view.")
-    if view["callback_id"] != INTAKE:
+    if view["callback_id"] not in (INTAKE, ANSWER):
         raise Ignored
     state = view.get("state")
     values = state.get("values") if isinstance(state, dict) else None
@@ -335,6 +358,74 @@ def _person(user: Mapping[str, Any], team: str | None, email: str | None) -> Per
     )
 
 
+class SlackCaseChannel(SlackHelpdesk):
+    """The Slack helpdesk channel (`bot.helpdesk_channels.SlackHelpdesk`), whose question to a
+    person comes with an "Answer" button: it opens a small modal, and the answer goes back to
+    the case (`Helpdesk.answer`)."""
+
+    async def tell(self, case: Case, text: str) -> None:
+        if not (case.state is CaseState.WAITING and case.question and case.question in text):
+            await super().tell(case, text)
+            return
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "plain_text", "text": text, "emoji": False}},
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ANSWER,
+                        "style": "primary",
+                        "text": {"type": "plain_text", "text": "Answer", "emoji": False},
+                        "value": str(case.number),
+                    }
+                ],
+            },
+        ]
+        try:
+            opened = await self.client.conversations_open(users=case.person_id)
+            dm = str((opened.get("channel") or {})["id"])
+            await self.client.chat_postMessage(channel=dm, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            log.warning(
+                "asking case %s's person failed: %s", case.number, exc.response.get("error")
+            )
+
+
+def answer_view(number: int, question: str | None) -> dict[str, Any]:
+    """The modal the person answers the helpdesk's question in."""
+    asked = question or "The helpdesk has a question about your case."
+    return {
+        "type": "modal",
+        "callback_id": ANSWER,
+        "private_metadata": json.dumps({"case": number}),
+        "title": {"type": "plain_text", "text": f"Case {number}"[:24], "emoji": False},
+        "submit": {"type": "plain_text", "text": "Send", "emoji": False},
+        "close": {"type": "plain_text", "text": "Cancel", "emoji": False},
+        "blocks": [
+            {"type": "section", "text": {"type": "plain_text", "text": asked[:3000]}},
+            {
+                "type": "input",
+                "block_id": ANSWER_INPUT,
+                "label": {"type": "plain_text", "text": "Your answer", "emoji": False},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": ANSWER_INPUT,
+                    "multiline": True,
+                    "max_length": MAX_ANSWER,
+                },
+            },
+        ],
+    }
+
+
+def _question_typed(body: Mapping[str, Any]) -> str | None:
+    """What was typed into the case card's question box (the message's `state`)."""
+    values = normalise_values(((body.get("state") or {}).get("values")) or {})
+    typed = values.get(QUESTION_INPUT)
+    return typed if isinstance(typed, str) else None
+
+
 class SlackBot:
     """The bolt app, its Web API client, and the translation both ways."""
 
@@ -379,6 +470,16 @@ class SlackBot:
         )
         for action in Action:
             self.app.action(action.value)(_acks_whatever_happens(self._on_action))
+        # The helpdesk loop: the case card's buttons, the person's Answer button and modal.
+        for case_action in sorted(CASE_ACTIONS):
+            self.app.action(case_action)(_acks_whatever_happens(self._on_case_action))
+        self.app.action(ANSWER)(_acks_whatever_happens(self._on_answer_button))
+        self.app.view(ANSWER)(
+            _acks_whatever_happens(
+                self._on_answer, response_action="errors", errors={ANSWER_INPUT: UNREADABLE}
+            )
+        )
+        self._names: dict[str, tuple[float, str]] = {}
         self.app.event("app_home_opened")(self._on_home)
 
     # --- HTTP ----------------------------------------------------------------------------------
@@ -476,13 +577,15 @@ class SlackBot:
             return
         await ack()  # closes the modal
         target = Recipient(user=user_id, channel=channel)
-        limit = self.runtime.limiter.take(user_id)
+        self._spawn(self._diagnose(turn, checked, target), target, "slack.diagnosis")
+
+    async def _diagnose(self, turn: Turn, checked: Any, target: Recipient) -> None:
+        """A submitted form: within the person's rate limit (counted across replicas), run."""
+        limit = await self.runtime.take(target.user)
         if not limit.allowed:
-            notice = Notice(text=self.runtime.limiter.message(limit))
-            self._spawn(self.send(target, notice), target, "slack.rate_limited")
+            await self.send(target, Notice(text=self.runtime.limiter.message(limit)))
             return
-        replies = self.runtime.conversation.run(turn, checked)
-        self._spawn(self._stream(target, replies), target, "slack.diagnosis")
+        await self._stream(target, self.runtime.conversation.run(turn, checked))
 
     async def _on_action(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
@@ -516,13 +619,190 @@ class SlackBot:
             values={"diagnosis_id": action.get("value")} if action.get("value") else {},
             id=action.get("action_ts"),
         )
-        if turn.action is Action.RUN_AGAIN:
-            limit = self.runtime.limiter.take(user_id)
+        self._spawn(self._follow_up(turn, target), target, "slack.act")
+
+    async def _follow_up(self, turn: Turn, target: Recipient) -> None:
+        """A button on a person's card. Run again / That fixed it / Escalate act once per check
+        (the press recorded in the database wins, whichever replica got it); Run again also
+        within the person's rate limit."""
+        key = follow_up_key(Platform.SLACK, turn.action, turn.diagnosis_id, target.user)
+        cases = self.runtime.cases
+        if key is not None and cases is not None and turn.action is not None:
+            stored = await self.runtime.store.get(turn.diagnosis_id or "")
+            # Only a press that can act is recorded (the flow explains the others).
+            ready = "done" if turn.action is not Action.RUN_AGAIN else ("done", "failed")
+            if stored is not None and stored.person_id == target.user and stored.state in ready:
+                if turn.action is Action.RUN_AGAIN:
+                    limit = await self.runtime.take(target.user)
+                    if not limit.allowed:
+                        await self.send(target, Notice(text=self.runtime.limiter.message(limit)))
+                        return
+                won = await cases.press(
+                    key, kind=turn.action.value, actor=target.user, platform=Platform.SLACK
+                )
+                if not won:
+                    await self.send(target, Notice(text=ALREADY[turn.action]))
+                    return
+        elif turn.action is Action.RUN_AGAIN:
+            limit = await self.runtime.take(target.user)
             if not limit.allowed:
-                notice = Notice(text=self.runtime.limiter.message(limit))
-                self._spawn(self.send(target, notice), target, "slack.rate_limited")
+                await self.send(target, Notice(text=self.runtime.limiter.message(limit)))
                 return
-        self._spawn(self._stream(target, self.runtime.conversation.act(turn)), target, "slack.act")
+        await self._stream(target, self.runtime.conversation.act(turn))
+
+    # --- the helpdesk loop -----------------------------------------------------------------------
+
+    def helpdesk_channel(self) -> SlackCaseChannel:
+        """Where this bot posts case cards (MAILFIX_HELPDESK_SLACK_CHANNEL) and tells people."""
+        return SlackCaseChannel(self.client, self.runtime.settings.helpdesk_slack_channel)
+
+    async def tell_person(self, stored: StoredDiagnosis, text: str) -> None:
+        """A message to the person a diagnosis is for, in their DM with the bot."""
+        opened = await self.client.conversations_open(users=stored.person_id)
+        dm = str((opened.get("channel") or {})["id"])
+        await self.client.chat_postMessage(channel=dm, **_message(_notice(text)))
+
+    async def _on_case_action(self, ack: Any, body: dict[str, Any]) -> None:
+        """Claim / Ask / Resolve / Approve / Reject on a case card. Who clicked is
+        `body.user.id` in workspace `body.team.id`; what they may do is decided from stored
+        state (`dialogs.case_buttons.press`). One click acts once, on one replica."""
+        await ack()
+        action = body["actions"][0]  # check_shape: a dict with one of our action ids
+        user = body.get("user") or {}
+        user_id = str(user.get("id", ""))
+        verb = CaseAction(action["action_id"])
+        value = str(action.get("value") or "")
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+            "channel_id"
+        )
+        actor = Actor(
+            id=user_id,
+            name=_person(user, None, None).name or user_id,
+            platform=Platform.SLACK.value,
+            workspace=_team(body),
+        )
+        payload = {"proposal": value} if verb in (CaseAction.APPROVE, CaseAction.REJECT) else {}
+        payload = payload or {"case": value}
+        inputs = {QUESTION_INPUT: _question_typed(body)}
+        key = click_key(
+            Platform.SLACK,
+            actor.workspace,
+            user_id,
+            verb.value,
+            value,
+            str(action.get("action_ts")),
+        )
+        self._spawn(
+            self._case_press(verb, payload, inputs, actor, key=key, channel=channel),
+            None,
+            "slack.case",
+        )
+
+    async def _case_press(
+        self,
+        verb: CaseAction,
+        payload: dict[str, Any],
+        inputs: dict[str, Any],
+        actor: Actor,
+        *,
+        key: str,
+        channel: str | None,
+    ) -> None:
+        helpdesk, cases = self.runtime.helpdesk, self.runtime.cases
+        if helpdesk is None or cases is None:
+            await self._only_you(channel, actor.id, "The helpdesk is not set up on this server.")
+            return
+        if not await cases.press(key, kind=verb.value, actor=actor.id, platform=Platform.SLACK):
+            log.info("ignored a second delivery of a %s click", verb.value)
+            return
+        actor = replace(actor, name=await self._name_of(actor.id, actor.name))
+        try:
+            pressed = await press(helpdesk, verb, payload, inputs, actor)
+        except BadPress as exc:
+            await self._only_you(channel, actor.id, str(exc))
+            return
+        if pressed.words:
+            await self._only_you(channel, actor.id, pressed.words)
+
+    async def _on_answer_button(self, ack: Any, body: dict[str, Any]) -> None:
+        """The person's Answer button under a question: open the answer modal at once (the
+        trigger id lives 3 s, §A3)."""
+        await ack()
+        action = body["actions"][0]
+        number = case_number(action.get("value"))
+        trigger = body.get("trigger_id")
+        helpdesk = self.runtime.helpdesk
+        if number is None or not trigger or helpdesk is None:
+            return
+        case = await helpdesk.cases.case(number)
+        user_id = str((body.get("user") or {}).get("id", ""))
+        if case is None or case.person_id != user_id or case.state is not CaseState.WAITING:
+            target = Recipient(user=user_id)
+            text = f"Case {number} is not waiting for an answer from you."
+            self._spawn(self.send(target, Notice(text=text)), target, "slack.answer")
+            return
+        await self.client.views_open(trigger_id=trigger, view=answer_view(number, case.question))
+
+    async def _on_answer(self, ack: Any, body: dict[str, Any]) -> None:
+        """The answer modal's submission: back to the case (only the case's own person)."""
+        view = body.get("view") or {}
+        try:
+            meta = parse_json_object(view.get("private_metadata") or "{}")
+        except BadBody:
+            meta = {}
+        number = case_number(meta.get("case")) if isinstance(meta, dict) else None
+        values = normalise_values((view.get("state") or {}).get("values") or {})
+        text = values.get(ANSWER_INPUT)
+        text = text.strip() if isinstance(text, str) else ""
+        if not text or len(text) > MAX_ANSWER:
+            why = (
+                "Type your answer first." if not text else f"Keep it under {MAX_ANSWER} characters."
+            )
+            await ack(response_action="errors", errors={ANSWER_INPUT: why})
+            return
+        await ack()
+        user_id = str((body.get("user") or {}).get("id", ""))
+        target = Recipient(user=user_id)
+        if number is not None:
+            self._spawn(self._answer(number, target, text), target, "slack.answer")
+
+    async def _answer(self, number: int, target: Recipient, text: str) -> None:
+        helpdesk = self.runtime.helpdesk
+        case = await helpdesk.answer(number, target.user, text) if helpdesk else None
+        if case is None:
+            words = f"Case {number} is no longer waiting for an answer: nothing was sent."
+        else:
+            words = f"Sent to the helpdesk with case {number}."
+        await self.send(target, Notice(text=words))
+
+    async def _only_you(self, channel: str | None, user: str, text: str) -> None:
+        """Words only the clicker sees, where they clicked (else in their DM with the bot)."""
+        if channel:
+            try:
+                await self.client.chat_postEphemeral(
+                    channel=channel, user=user, **_message(_notice(text))
+                )
+                return
+            except SlackApiError as exc:
+                if exc.response.get("error") not in _NOT_HERE:
+                    raise
+        await self.send(Recipient(user=user), Notice(text=text))
+
+    async def _name_of(self, user: str, fallback: str) -> str:
+        """The clicker's name as people know it (users.info real name), cached a while."""
+        cached = self._names.get(user)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        name = fallback
+        try:
+            info = await self.client.users_info(user=user)
+            found = info.get("user") or {}
+            profile = found.get("profile") or {}
+            name = profile.get("real_name") or found.get("real_name") or fallback
+        except SlackApiError as exc:
+            log.info("users.info failed for %s: %s", user, exc.response.get("error"))
+        self._names[user] = (time.monotonic() + EMAIL_TTL, str(name))
+        return str(name)
 
     async def _on_home(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if event.get("tab", "home") != "home":  # the Messages tab sends this event too

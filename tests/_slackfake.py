@@ -100,6 +100,8 @@ class FakeSlack:
     )
     # user-group id (S…) -> member user ids (usergroups.users.list)
     usergroups: dict[str, list[str]] = field(default_factory=dict)
+    # channel id -> name (conversations.info); other ids are channel_not_found
+    channel_names: dict[str, str] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: TestServer | None = None
@@ -281,6 +283,12 @@ class FakeSlack:
         user = str(body.get("users", "")).split(",")[0]
         return {"channel": {"id": f"D{user}"}}
 
+    def _conversations_info(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel = str(body.get("channel", ""))
+        if channel not in self.channel_names:
+            return {"ok": False, "error": "channel_not_found"}
+        return {"channel": {"id": channel, "name": self.channel_names[channel]}}
+
     def _usergroups_users_list(self, body: dict[str, Any]) -> dict[str, Any]:
         group = str(body.get("usergroup", ""))
         if group not in self.usergroups:
@@ -442,10 +450,17 @@ class SlackRequests:
         message_ts: str = "1763800001.000100",
         ephemeral: bool = False,
         response_url: str = "https://hooks.slack.invalid/actions/T0/1/xyz",
+        team: str = TEAM,
+        name: str = "ana",
+        action_ts: str | None = None,
+        state: dict[str, Any] | None = None,
+        timestamp: int | None = None,
     ) -> tuple[str, dict[str, str]]:
-        payload = {
+        """A `block_actions` click. `state`: the message's inputs ({block: {action: element}})
+        as Slack sends them with a click; `action_ts` names the click (a retry repeats it)."""
+        payload: dict[str, Any] = {
             "type": "block_actions",
-            "user": {"id": user, "username": "ana", "name": "ana", "team_id": TEAM},
+            "user": {"id": user, "username": name, "name": name, "team_id": team},
             "api_app_id": "A0MAILFIX",
             "token": "legacy-verification-value",
             "container": {
@@ -455,7 +470,7 @@ class SlackRequests:
                 "is_ephemeral": ephemeral,
             },
             "trigger_id": "T-action",
-            "team": {"id": TEAM, "domain": "contoso"},
+            "team": {"id": team, "domain": "contoso"},
             "channel": {"id": channel, "name": "directmessage"},
             "message": {"type": "message", "ts": message_ts, "text": "results"},
             "response_url": response_url,
@@ -466,11 +481,13 @@ class SlackRequests:
                     "value": value,
                     "type": "button",
                     "text": {"type": "plain_text", "text": "Button"},
-                    "action_ts": f"{time.time():.6f}",
+                    "action_ts": action_ts or f"{time.time():.6f}",
                 }
             ],
         }
-        return self.form({"payload": json.dumps(payload)})
+        if state is not None:
+            payload["state"] = {"values": state}
+        return self.form({"payload": json.dumps(payload)}, timestamp=timestamp)
 
     def home_opened(
         self, *, user: str = ANA, event_id: str = "Ev01HOME", tab: str = "home"

@@ -139,7 +139,7 @@ class ConsoleChannel:
         if session is None:
             log.warning("console: the person of case %s has no session any more", case.number)
             return
-        if case.state is CaseState.WAITING:
+        if case.state is CaseState.WAITING and case.question and case.question in text:
             self.waiting[case.person_id] = case.number
             text += " Type your answer below and press Send."
         self.console.tell(session, text)

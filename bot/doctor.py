@@ -108,10 +108,13 @@ async def check_slack(settings: Settings) -> list[Finding]:
     return results
 
 
-def check_teams(settings: Settings) -> list[Finding]:
+async def check_teams(settings: Settings) -> list[Finding]:
+    """Post a test card to the Teams helpdesk channel from the stored installation, with the
+    bot's credentials, as an escalation would (the card starts a new thread there)."""
     if not settings.teams_app_id:
         return [Finding(None, "Teams", "not configured (MAILFIX_TEAMS_APP_ID is not set).")]
-    if not settings.helpdesk_teams_channel:
+    channel = settings.helpdesk_teams_channel
+    if not channel:
         return [
             Finding(
                 False,
@@ -119,14 +122,11 @@ def check_teams(settings: Settings) -> list[Finding]:
                 "MAILFIX_HELPDESK_TEAMS_CHANNEL is not set, so escalations have nowhere to go.",
             )
         ]
-    return [
-        Finding(
-            None,
-            "Teams helpdesk channel",
-            "posting a test card to Teams is not built yet; escalate a test diagnosis instead.",
-        )
-    ]
+    from bot.teams import doctor_post  # noqa: PLC0415 - botbuilder only when Teams is set up
+
+    ok, text = await doctor_post(settings)
+    return [Finding(ok, "Teams helpdesk channel", text)]
 
 
 async def run_doctor(settings: Settings) -> list[Finding]:
-    return [*await check_slack(settings), *check_teams(settings)]
+    return [*await check_slack(settings), *await check_teams(settings)]

@@ -81,7 +81,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from bot.limits import BadBody, parse_json_object
 from bot.runtime import Handler, Runtime
-from bot.settings import TeamsAppType
+from bot.settings import Settings, TeamsAppType
 from cards import Target, render
 from cards.data import ErrorData
 from dialogs.approval import Actor
@@ -928,6 +928,12 @@ class TeamsBot:
             "installed": installed,
         }
         await save(TEAM_KEY.format(team["id"]), Platform.TEAMS, record)
+        load = getattr(self.runtime.store, "conversation_ref", None)
+        latest = await load(SERVICE_URL_KEY) if load is not None and not installed else None
+        if latest is not None and latest.get("team_id") == team["id"]:
+            # The team whose service URL we post with has removed the app: say so on posting.
+            await save(SERVICE_URL_KEY, Platform.TEAMS, {**latest, "installed": False})
+            self._service_url_saved = None
         if installed:
             await save(
                 SERVICE_URL_KEY,
@@ -1358,6 +1364,13 @@ class TeamsHelpdesk:
         installed = await self._ref(SERVICE_URL_KEY)
         if not installed or not isinstance(installed.get("service_url"), str):
             raise PostFailed(NOT_INSTALLED)
+        if installed.get("installed") is False:
+            team = installed.get("team_name") or installed.get("team_id")
+            raise PostFailed(
+                f"the mailfix app was removed from the team {team}, the last one mailfix saw "
+                "it installed in. Add it again to the team that holds the helpdesk channel (in "
+                "Teams: the team's More options > Manage team > Apps)."
+            )
         service_url: str = installed["service_url"]
         tenant = installed.get("tenant_id")
         reference = _reference(service_url, channel, tenant, installed.get("bot_id"))
@@ -1605,3 +1618,42 @@ def _problem(
 
 def _unauthorized(message: str) -> web.Response:
     return _problem(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+# --- `mailfix doctor`: the Teams half (bot/doctor.py calls this) -------------------------------
+
+DOCTOR_TEXT = "mailfix test: escalations will be posted in this channel."
+
+
+async def doctor_post(settings: Settings) -> tuple[bool, str]:
+    """Post a test card to MAILFIX_HELPDESK_TEAMS_CHANNEL as the server would (from the stored
+    installation, with the bot's credentials): (posted, what happened in words)."""
+    # Late: the doctor needs the database only when Teams is configured.
+    from bot.limits import RateLimiter  # noqa: PLC0415
+    from bot.runtime import EventLedger  # noqa: PLC0415
+    from bot.storage import SqlStore, migrate  # noqa: PLC0415
+    from bot.tasks import TaskSupervisor  # noqa: PLC0415
+
+    await migrate(settings.database_url)
+    store: Any = SqlStore.from_url(settings.database_url)
+    try:
+        runtime = Runtime(
+            settings=settings,
+            conversation=None,  # type: ignore[arg-type]  # no turns: only proactive calls
+            store=store,
+            supervisor=TaskSupervisor(),
+            limiter=RateLimiter(settings.rate_limit_count, settings.rate_limit_window),
+            events=EventLedger(store),
+        )
+        channel = TeamsBot(runtime).helpdesk_channel()
+        card = CardSpec(
+            template="notice",
+            data={"text": f"**{DOCTOR_TEXT}** Sent by `mailfix doctor`. Nothing to do."},
+        )
+        try:
+            await channel.start_thread(card)
+        except PostFailed as exc:
+            return False, str(exc)
+        return True, f"posted a test card to {await channel.where()}."
+    finally:
+        await store.close()

@@ -564,6 +564,22 @@ def _build() -> dict[str, Scenario]:
             all_healthy(OUTLOOK, MOBILE),
         )
     )
+    realm, sts = _federated()
+    add(
+        scenario(
+            "federated-root-blackhole",
+            "Federated domain, website at the root domain never answers",
+            "federated-healthy, but contoso.com's web server accepts connections and never "
+            "answers, as in root-blackhole: the slowest healthy federated world, the "
+            "federated benchmark world.",
+            tenant(
+                realm=realm,
+                extra=[sts],
+                dns={"website": website_host("contoso.com", fault=Fault.BLACK_HOLE)},
+            ),
+            all_healthy(OUTLOOK, MOBILE),
+        )
+    )
     realm, sts = _federated(metadata_status=503)
     add(
         scenario(

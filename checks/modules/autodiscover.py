@@ -11,11 +11,11 @@ rules on redirects and certificates) and §1.3 (what the Remote Connectivity Ana
 Outlook tries these one after the other; we race them and rebuild Outlook's order afterwards, so
 the wall time is the slowest method we actually need, not their sum (DESIGN.md "Targets"). When a
 later method has already worked, an earlier one still pending is waited for only if its server
-answers: once it answers our TLS ClientHello (a side connection tells us, at no cost in time), it
-gets to finish within the check's budget, because its answer decides what Outlook meets first (a
-slow website hijacking Autodiscover, KB 3049615). One still silent (no SYN-ACK, no handshake: a
-black hole) gets a short grace, then is recorded as abandoned: Outlook would have waited there,
-but the answer no longer changes.
+answers: once it answers our TLS ClientHello (the POST's own handshake completes), it gets to
+finish within the check's budget, because its answer decides what Outlook meets first (a slow
+website hijacking Autodiscover, KB 3049615). One still silent (no SYN-ACK, no handshake: a black
+hole) is recorded as abandoned once it has been silent for a short grace, counted from when it
+started waiting: Outlook would have waited there, but the answer no longer changes.
 
 Failures of individual methods inside an overall success are normal (§1.1): for Office 365 the
 HTTPS methods fail and the HTTP redirect to autodiscover-s.outlook.com works. The trace marks
@@ -27,9 +27,7 @@ autodiscover.v2 asks the unauthenticated JSON endpoint (§2.7) for the client's 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -308,7 +306,6 @@ class _Discovery:
         if provider is _pox.Provider.OUTLOOK:
             self._headers["X-MapiHttpCapability"] = "1"  # as Outlook sends it (§2.4)
         self._chains: dict[str, asyncio.Task[list[str]]] = {}
-        self._probes: set[asyncio.Task[None]] = set()
 
     def _remaining(self) -> float:
         return max(0.05, self.deadline - asyncio.get_running_loop().time())
@@ -419,48 +416,18 @@ class _Discovery:
 
     # -- the POX POST, with the redirects Outlook follows -----------------------------------
 
-    def _client_hello(self, host: str) -> bytes:
-        """The first flight of a TLS handshake with `host` (SNI), without opening a socket."""
-        outgoing = ssl.MemoryBIO()
-        tls = self.net.ssl_context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname=host)
-        with contextlib.suppress(ssl.SSLWantReadError):
-            tls.do_handshake()
-        return outgoing.read()
-
-    async def _answers(self, m: _Method, host: str) -> None:
-        """Mark `m` live once `host` answers a TLS ClientHello: a server that answers.
-
-        A side connection in parallel with the POST, so it costs no wall time, and no TLS of
-        its own (one byte back is the answer; a black hole sends none). What goes wrong here
-        the POST reports itself.
-        """
-        try:
-            conn = await self.net.open_tcp(host, 443, timeout=self._remaining())
-        except NetError:
-            return
-        try:
-            await conn.write(self._client_hello(host))
-            await conn.readline(limit=1)
-        except NetTimeout:
-            return
-        except NetError:
-            pass  # a byte that is no line end (ResponseTooLarge), or closed: it answered
-        finally:
-            await conn.aclose()
-        m.live = True
-
     async def _post(self, m: _Method, url: str, redirects: int) -> None:
         while True:
             host = urlsplit(url).hostname or ""
             action = f"POST {url}"
             m.live = False
             m.silent_since = asyncio.get_running_loop().time()
-            # Only an earlier method is ever waited for; the last one needs no probe.
-            probe = None
-            if m.number < len(_TITLES):
-                probe = asyncio.create_task(self._answers(m, host))
-                self._probes.add(probe)
-                probe.add_done_callback(self._probes.discard)
+
+            def answered(m: _Method = m) -> None:
+                # The server answered our TLS ClientHello: a server that answers is waited
+                # for, a silent one (a black hole) is not.
+                m.live = True
+
             try:
                 r = await self.net.request(
                     "POST",
@@ -469,13 +436,11 @@ class _Discovery:
                     content=self._body,
                     follow_redirects=False,
                     timeout=self._remaining(),
+                    on_tls_answer=answered,
                 )
             except NetError as exc:
                 await self._network_failure(m, exc, host, 443, action)
                 return
-            finally:
-                if probe is not None:
-                    probe.cancel()
             self._connected(m, r, host, 443, https=True)
             status = r.status
 
@@ -656,7 +621,7 @@ class _Discovery:
         try:
             methods, winner = await self._judge(tasks, running)
         finally:
-            pending = (*tasks, *self._chains.values(), *self._probes)
+            pending = (*tasks, *self._chains.values())
             leftovers = [t for t in pending if not t.done()]
             for t in leftovers:
                 t.cancel()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import socket
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +19,8 @@ import dns._asyncbackend
 import dns.asyncresolver
 import dns.exception
 import dns.inet
+import dns.ipv4
+import dns.ipv6
 import dns.message
 import dns.name
 import dns.nameserver
@@ -103,6 +107,161 @@ class _Do53(dns.nameserver.Do53Nameserver):
         if not request.is_response(response):
             raise dns.query.BadResponse
         return response
+
+
+# --- the fast path: one UDP exchange for A and AAAA, read without dnspython's objects ---------
+#
+# A diagnosis asks about a dozen addresses; through dnspython's resolver each costs a request
+# message, its rendering, a parsed response, an Answer and its chaining (a fifth of a diagnosis's
+# CPU, bench/diagnosis.py). The usual reply is simple, so we read that kind ourselves and hand
+# anything else (truncation, an error rcode, an odd record, a name we would have to escape,
+# a malformed byte, silence) to the resolver, which asks again and decides as it always did.
+
+_FAST_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
+_CNAME, _SOA, _OPT, _CLASS_IN = 5, 6, 41, 1
+_NOERROR, _NXDOMAIN = 0, 3
+_PLAIN_LABEL = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_HEADER = struct.Struct("!HHHHHH")
+_RR = struct.Struct("!HHIH")
+_OPT_RR = b"\x00" + struct.pack("!HHIH", _OPT, EDNS_PAYLOAD, 0, 0)  # EDNS0, as the resolver
+
+
+# (rcode, records or None, their TTL, CNAME targets followed, canonical name)
+_Asked = tuple[str, list[str] | None, int | None, list[str], dns.name.Name]
+
+
+class _Unusual(Exception):
+    """A reply the fast path does not read: the resolver takes the question instead."""
+
+
+def _query_wire(qid: int, qname: dns.name.Name, rdtype: int) -> bytes:
+    header = _HEADER.pack(qid, 0x0100, 1, 0, 0, 1)  # RD, one question, the OPT record
+    name = b"".join(bytes([len(label)]) + label for label in qname.labels)
+    return header + name + struct.pack("!HH", rdtype, _CLASS_IN) + _OPT_RR
+
+
+def _read_name(wire: bytes, offset: int) -> tuple[tuple[bytes, ...], int]:
+    """(labels as sent, offset after the name); compression pointers only point back."""
+    labels: list[bytes] = []
+    end = -1
+    start = offset
+    for _ in range(128):
+        if offset >= len(wire):
+            raise _Unusual
+        length = wire[offset]
+        if length >= 0xC0:
+            if offset + 1 >= len(wire):
+                raise _Unusual
+            target = ((length & 0x3F) << 8) | wire[offset + 1]
+            if target >= start:
+                raise _Unusual
+            if end < 0:
+                end = offset + 2
+            offset = start = target
+            continue
+        if length >= 0x40:
+            raise _Unusual
+        offset += 1
+        if length == 0:
+            if sum(len(label) + 1 for label in labels) > 254:
+                raise _Unusual
+            return tuple(labels), (end if end >= 0 else offset)
+        label = wire[offset : offset + length]
+        if len(label) != length or not _PLAIN_LABEL.issuperset(label):
+            raise _Unusual  # an escaped name is the resolver's to present
+        labels.append(label)
+        offset += length
+    raise _Unusual
+
+
+def _key(labels: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    return tuple(label.lower() for label in labels)
+
+
+def _read_reply(
+    wire: bytes, qid: int, qname: tuple[bytes, ...], rdtype: int
+) -> tuple[str, list[str], int | None, list[tuple[bytes, ...]], tuple[bytes, ...], bool]:
+    """(rcode, records, ttl, CNAME targets, canonical name, SOA proves no data at canonical)."""
+    if len(wire) < _HEADER.size:
+        raise _Unusual
+    rid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(wire)
+    rcode = flags & 0x000F
+    # A response (QR) to our query, opcode QUERY, not truncated, NOERROR or NXDOMAIN.
+    if rid != qid or flags & 0xF800 != 0x8000 or flags & 0x0200 or qdcount != 1:
+        raise _Unusual
+    if rcode not in (_NOERROR, _NXDOMAIN):
+        raise _Unusual
+    name, offset = _read_name(wire, _HEADER.size)
+    if _key(name) != qname or wire[offset : offset + 4] != struct.pack("!HH", rdtype, _CLASS_IN):
+        raise _Unusual
+    offset += 4
+    sections: list[list[tuple[tuple[bytes, ...], int, int, bytes]]] = [[], [], []]
+    for section, count in zip(sections, (ancount, nscount, arcount), strict=True):
+        for _ in range(count):
+            owner, offset = _read_name(wire, offset)
+            if offset + _RR.size > len(wire):
+                raise _Unusual
+            rtype, rclass, rr_ttl, length = _RR.unpack_from(wire, offset)
+            offset += _RR.size
+            rdata_at = offset
+            offset += length
+            if offset > len(wire):
+                raise _Unusual
+            if rtype == _OPT:
+                continue
+            if rclass != _CLASS_IN:
+                raise _Unusual
+            if rtype == _CNAME:
+                target, after = _read_name(wire, rdata_at)
+                if after != offset:
+                    raise _Unusual
+                section.append((_key(owner), rtype, rr_ttl, b".".join(target)))
+            else:
+                section.append((_key(owner), rtype, rr_ttl, wire[rdata_at:offset]))
+    if offset != len(wire):
+        raise _Unusual  # trailing bytes: the resolver calls that malformed
+    answer, authority = sections[0], sections[1]
+    if any(rtype not in (_CNAME, rdtype) for _, rtype, _, _ in answer):
+        raise _Unusual
+    # Follow the chain as dnspython's resolve_chaining does (first CNAME of each owner).
+    current: tuple[bytes, ...] = qname
+    cnames: list[tuple[bytes, ...]] = []  # the targets, as the server wrote them
+    seen = {qname}
+    records: list[str] = []
+    ttl: int | None = None
+    while True:
+        found = [(t, rd) for owner, rt, t, rd in answer if owner == current and rt == rdtype]
+        if found:
+            for t, rdata in found:
+                if rdtype == dns.rdatatype.A and len(rdata) == 4:
+                    text = dns.ipv4.inet_ntoa(rdata)
+                elif rdtype == dns.rdatatype.AAAA and len(rdata) == 16:
+                    text = dns.ipv6.inet_ntoa(rdata)
+                else:
+                    raise _Unusual
+                if text not in records:  # an rdataset is a set
+                    records.append(text)
+                ttl = t if ttl is None else min(ttl, t)
+            break
+        alias = next((rd for owner, rt, _, rd in answer if owner == current and rt == _CNAME), None)
+        if alias is None:
+            break
+        target = tuple(alias.split(b".")) if alias else ()
+        current = _key(target)
+        if current in seen or len(cnames) >= MAX_CNAME_HOPS:
+            raise _Unusual
+        seen.add(current)
+        cnames.append(target)
+    if rcode == _NXDOMAIN:
+        if records:
+            raise _Unusual  # an answer for NXDOMAIN: dnspython refuses it
+        return "NXDOMAIN", [], None, cnames, current, False
+    soa_proof = not records and any(
+        rtype == _SOA and current[len(current) - len(owner) :] == owner
+        for owner, rtype, _, _ in authority
+        if len(owner) <= len(current)
+    )
+    return "NOERROR", records, ttl, cnames, current, soa_proof
 
 
 def _build_resolver(servers: Sequence[DnsServer], lifetime: float) -> dns.asyncresolver.Resolver:
@@ -220,9 +379,11 @@ class DnsClient:
             # a budget of two lifetimes so a chain of slow hops cannot add up.
             async with asyncio.timeout(self._lifetime * 2):
                 while True:
-                    rcode, rrset, cnames, canonical = await self._ask(current, rdtype_value, name)
+                    rcode, records, ttl, cnames, canonical = await self._ask(
+                        current, rdtype_value, name
+                    )
                     chain.extend(cnames)
-                    if rrset is not None or rcode == "NXDOMAIN" or canonical == current:
+                    if records is not None or rcode == "NXDOMAIN" or canonical == current:
                         break
                     # The server gave us only the CNAME chain: ask again for its target.
                     if canonical in seen or len(seen) > MAX_CNAME_HOPS:
@@ -237,26 +398,66 @@ class DnsClient:
             raise DnsError(
                 f"{name}: DNS did not answer in time", name=name, reason="timeout"
             ) from exc
-        records = [_present(rd) for rd in rrset] if rrset is not None else []
         return DnsAnswer(
             name=name,
             rdtype=rdtype,
             rcode=rcode,
-            records=records,
+            records=records or [],
             cname_chain=chain,
-            ttl=rrset.ttl if rrset is not None else None,
+            ttl=ttl,
         )
+
+    async def _fast_ask(
+        self, resolver: dns.asyncresolver.Resolver, qname: dns.name.Name, rdtype: int
+    ) -> _Asked | None:
+        """One UDP exchange read without dnspython's objects (see `_read_reply`), or None."""
+        server = resolver.nameservers[0]
+        address, port = getattr(server, "address", None), getattr(server, "port", None)
+        if not isinstance(address, str) or not isinstance(port, int):
+            return None
+        qid = int.from_bytes(os.urandom(2), "big")
+        loop = asyncio.get_running_loop()
+        try:
+            with socket.socket(dns.inet.af_for_address(address), socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                sock.connect((address, port))  # only this server's datagrams reach us
+                async with asyncio.timeout(resolver.timeout):
+                    await loop.sock_sendall(sock, _query_wire(qid, qname, rdtype))
+                    wire = await loop.sock_recv(sock, 65535)
+            asked = _key(tuple(qname.labels[:-1]))
+            rcode, records, ttl, cnames, canonical, soa_proof = _read_reply(
+                wire, qid, asked, rdtype
+            )
+        except (_Unusual, OSError, TimeoutError, ValueError):
+            return None
+        end = qname if soa_proof or canonical == asked else dns.name.Name((*canonical, b""))
+        chain = [b".".join(target).decode("ascii") for target in cnames]
+        if rcode == "NXDOMAIN":
+            return rcode, None, None, chain, end
+        return rcode, (records or None), (ttl if records else None), chain, end
 
     async def _ask(
         self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, asked: str
-    ) -> tuple[str, dns.rrset.RRset | None, list[str], dns.name.Name]:
-        """One resolution: (rcode, final rrset or None, CNAME targets followed, canonical name)."""
+    ) -> _Asked:
+        """One resolution: (rcode, records or None, their TTL, CNAME targets followed,
+        canonical name)."""
         resolver = self._get_resolver()
         if not resolver.nameservers:
             raise DnsError(f"{asked}: no DNS servers configured", name=asked, reason="no-servers")
+        lifetime = self._lifetime
+        if rdtype in _FAST_TYPES and len(resolver.nameservers) == 1:
+            # One server: the fast exchange is the resolver's first try, and the resolver
+            # gets what is left of the lifetime when the fast path cannot read the reply.
+            started = asyncio.get_running_loop().time()
+            fast = await self._fast_ask(resolver, qname, rdtype)
+            if fast is not None:
+                return fast
+            lifetime -= asyncio.get_running_loop().time() - started
+            if lifetime <= 0:
+                raise DnsError(f"{asked}: DNS did not answer in time", name=asked, reason="timeout")
         try:
             answer = await resolver.resolve(
-                qname, rdtype, raise_on_no_answer=False, search=False, lifetime=self._lifetime
+                qname, rdtype, raise_on_no_answer=False, search=False, lifetime=lifetime
             )
         except dns.resolver.NXDOMAIN as exc:
             cnames: list[str] = []
@@ -267,7 +468,7 @@ class DnsClient:
                     chaining = response.resolve_chaining()
                     cnames = [_text(rrs[0].target) for rrs in chaining.cnames]
                     canonical = chaining.canonical_name
-            return "NXDOMAIN", None, cnames, canonical
+            return "NXDOMAIN", None, None, cnames, canonical
         except dns.resolver.LifetimeTimeout as exc:
             raise DnsError(
                 f"{asked}: DNS did not answer in time", name=asked, reason="timeout"
@@ -293,7 +494,10 @@ class DnsClient:
             # in: nothing to ask again. The SOA of another zone (an authoritative server that
             # answered only the alias, plus its own zone's SOA) proves nothing about the target.
             canonical = qname
-        return "NOERROR", answer.rrset, cnames, canonical
+        rrset = answer.rrset
+        if rrset is None:
+            return "NOERROR", None, None, cnames, canonical
+        return "NOERROR", [_present(rd) for rd in rrset], rrset.ttl, cnames, canonical
 
     async def addresses(self, host: str) -> list[IPAddress]:
         """A then AAAA addresses of `host`; DnsError nxdomain/nodata/... when there are none."""

@@ -27,9 +27,10 @@ import contextlib
 import ipaddress
 import ssl
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -478,12 +479,16 @@ class Network:
         max_redirects: int = MAX_REDIRECTS,
         max_body: int = MAX_BODY_BYTES,
         timeout: float | None = None,  # noqa: ASYNC109 - contract; bounds redirects too
+        on_tls_answer: Callable[[], None] | None = None,
     ) -> HttpResponse:
         """One HTTP exchange. `hops` records every request, redirects included.
 
         Raises NetError subclasses (CertificateInvalid carries the peer certificate).
         A redirect changes POST to GET only for 303 (301/302/307/308 keep the method and body,
         as Autodiscover clients do when re-posting to the Location).
+        `on_tls_answer` is called when a hop's server has answered our TLS ClientHello (its
+        handshake completed), or at once when a hop goes over a connection already open:
+        the server is alive, however long its answer then takes.
         """
         try:
             current = httpx.URL(url)
@@ -495,12 +500,17 @@ class Network:
         client = self._http_client()
         hops: list[Hop] = []
         send_headers = dict(headers or {})
+        extensions = {"trace": _tls_answer_trace(on_tls_answer)} if on_tls_answer else None
         try:
             async with asyncio.timeout(budget):
                 while True:
                     with _http_errors(current.host):
                         request = client.build_request(
-                            method, current, headers=send_headers, content=content
+                            method,
+                            current,
+                            headers=send_headers,
+                            content=content,
+                            extensions=extensions,
                         )
                         response = await client.send(request, stream=True)
                     async with _closing(response):
@@ -552,6 +562,28 @@ class Network:
             raise NetTimeout(
                 f"{url}: no complete answer within {budget:g} s", host=current.host
             ) from exc
+
+
+def _tls_answer_trace(callback: Callable[[], None]) -> Callable[[str, dict[str, Any]], Any]:
+    """An httpcore trace hook that calls `callback` when the server answers our ClientHello.
+
+    httpcore reports `connection.connect_tcp.*` and `connection.start_tls.*` only when it
+    opens a connection; a request on a pooled HTTPS connection starts with its headers.
+    """
+    opened = False
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        nonlocal opened
+        if event == "connection.connect_tcp.started":
+            opened = True
+        elif event == "connection.start_tls.complete" or (
+            event == "http11.send_request_headers.started" and not opened
+        ):
+            callback()
+        elif event == "http11.response_closed.complete":
+            opened = False  # the next hop (a redirect) may open its own connection
+
+    return trace
 
 
 def _stream_info(response: httpx.Response, key: str) -> object:

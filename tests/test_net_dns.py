@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import dns.message
 import dns.name
+import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 
 from checks.net.errors import BlockedAddress, DnsError
+from checks.net.resolver import _read_reply, _Unusual
 from checks.net.seam import Network, Timeouts
 from checks.settings import CheckSettings
 from sandbox.dns_server import DnsFaultKind, DnsServer, Zone
@@ -353,3 +357,117 @@ async def test_invalid_names_do_not_exist(net: Network, server: DnsServer) -> No
     answer = await net.query("a" * 64 + ".contoso.test", "A")
     assert answer.rcode == "NXDOMAIN"
     assert server.queries == []
+
+
+# -- the fast reader of A/AAAA replies: it agrees with dnspython or declines ---------------------
+
+
+def _reply(qname: str, rdtype: str, *answers: str, authority: str = "") -> tuple[bytes, int]:
+    query = dns.message.make_query(qname, rdtype, use_edns=0, payload=1232)
+    response = dns.message.make_response(query)
+    for line in answers:
+        response.answer.append(_rrset(line))
+    if authority:
+        response.authority.append(_rrset(authority))
+    return response.to_wire(), query.id
+
+
+def _rrset(line: str) -> dns.rrset.RRset:
+    name, ttl, rdtype, text = line.split(maxsplit=3)
+    return dns.rrset.from_text(name, int(ttl), "IN", rdtype, text)
+
+
+def _asked(name: str) -> tuple[bytes, ...]:
+    return tuple(label.lower() for label in dns.name.from_text(name).labels[:-1])
+
+
+def test_fast_reader_agrees_with_dnspython() -> None:
+    wire, qid = _reply(
+        "Auto.Contoso.test.",
+        "A",
+        "auto.contoso.test. 300 CNAME Edge.Example.test.",
+        "edge.example.test. 60 A 127.0.0.7",
+        "edge.example.test. 90 A 127.0.0.8",
+        "edge.example.test. 90 A 127.0.0.7",
+    )
+    rcode, records, ttl, cnames, canonical, soa = _read_reply(
+        wire, qid, _asked("auto.contoso.test."), dns.rdatatype.A
+    )
+    chaining = dns.message.from_wire(wire).resolve_chaining()
+    assert chaining.answer is not None
+    assert records == [rd.address for rd in chaining.answer] == ["127.0.0.7", "127.0.0.8"]
+    assert ttl == chaining.answer.ttl == 60
+    assert (
+        [b".".join(c).decode() for c in cnames]
+        == [c[0].target.to_text(omit_final_dot=True) for c in chaining.cnames]
+        == ["Edge.Example.test"]
+    )
+    assert rcode == "NOERROR" and canonical == _asked("edge.example.test.") and not soa
+
+
+def test_fast_reader_no_data_and_nxdomain() -> None:
+    soa = "contoso.test. 60 SOA ns.contoso.test. admin.contoso.test. 1 60 60 60 60"
+    wire, qid = _reply("www.contoso.test.", "AAAA", authority=soa)
+    read = _read_reply(wire, qid, _asked("www.contoso.test."), dns.rdatatype.AAAA)
+    assert read == ("NOERROR", [], None, [], _asked("www.contoso.test."), True)
+    # An alias into a zone this server's SOA does not cover proves nothing about the target.
+    wire, qid = _reply(
+        "a.contoso.test.", "A", "a.contoso.test. 60 CNAME b.other.test.", authority=soa
+    )
+    rcode, records, _, _, canonical, proof = _read_reply(
+        wire, qid, _asked("a.contoso.test."), dns.rdatatype.A
+    )
+    assert (rcode, records, canonical, proof) == ("NOERROR", [], _asked("b.other.test."), False)
+    message = dns.message.make_response(dns.message.make_query("gone.contoso.test.", "A"))
+    message.set_rcode(dns.rcode.NXDOMAIN)
+    read = _read_reply(message.to_wire(), message.id, _asked("gone.contoso.test."), dns.rdatatype.A)
+    assert read[0] == "NXDOMAIN" and read[1] == []
+
+
+def _header(wire: bytes, *, flags: int | None = None, qid: int | None = None) -> bytes:
+    old_id, old_flags = struct.unpack_from("!HH", wire)
+    new = struct.pack("!HH", old_id if qid is None else qid, old_flags if flags is None else flags)
+    return new + wire[4:]
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda w: w + b"\x00", id="trailing-byte"),
+        pytest.param(lambda w: w[:-3], id="cut-short"),
+        pytest.param(
+            lambda w: _header(w, qid=(struct.unpack_from("!H", w)[0] + 1) % 65536), id="other-id"
+        ),
+        pytest.param(
+            lambda w: _header(w, flags=struct.unpack_from("!H", w, 2)[0] | 0x0200), id="truncated"
+        ),
+        pytest.param(
+            lambda w: _header(w, flags=(struct.unpack_from("!H", w, 2)[0] & ~0xF) | 2),
+            id="servfail",
+        ),
+        pytest.param(
+            lambda w: _header(w, flags=struct.unpack_from("!H", w, 2)[0] & 0x7FFF),
+            id="not-a-response",
+        ),
+        # The answer's owner: a pointer to itself (a loop), then a pointer forward.
+        pytest.param(
+            lambda w: w.replace(b"\xc0\x0c", b"\xc0" + bytes([w.index(b"\xc0\x0c") & 0xFF]), 1),
+            id="pointer-loop",
+        ),
+        pytest.param(lambda w: w.replace(b"\xc0\x0c", b"\xc0\xff", 1), id="pointer-forward"),
+    ],
+)
+def test_fast_reader_declines_what_it_does_not_read(mangle: Callable[[bytes], bytes]) -> None:
+    wire, qid = _reply("www.contoso.test.", "A", "www.contoso.test. 60 A 127.0.0.9")
+    assert _read_reply(wire, qid, _asked("www.contoso.test."), 1)[1] == ["127.0.0.9"]
+    with pytest.raises(_Unusual):
+        _read_reply(mangle(wire), qid, _asked("www.contoso.test."), dns.rdatatype.A)
+
+
+def test_fast_reader_declines_other_records_and_escaped_names() -> None:
+    wire, qid = _reply("www.contoso.test.", "A", "www.contoso.test. 60 TXT hello")
+    with pytest.raises(_Unusual):
+        _read_reply(wire, qid, _asked("www.contoso.test."), dns.rdatatype.A)
+    wire, qid = _reply("www.contoso.test.", "A", r"www.contoso.test. 60 CNAME odd\032name.test.")
+    with pytest.raises(_Unusual):  # dnspython would present it escaped; it decides
+        _read_reply(wire, qid, _asked("www.contoso.test."), dns.rdatatype.A)

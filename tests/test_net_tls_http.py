@@ -660,3 +660,50 @@ async def test_a_name_the_certificate_lacks(net: Network) -> None:
         await net.request("GET", f"https://{WEB_IP}/ok")
     assert info.value.reason == "hostname"
     assert info.value.cert is not None and "www.sandbox.test" in info.value.cert.san
+
+
+# -- telling a live server from a silent one (autodiscover.v1's race) --------------------------
+
+
+async def test_tls_answer_is_reported_before_a_slow_answer(net: Network) -> None:
+    answered: list[float] = []
+    started = time.monotonic()
+    with pytest.raises(NetTimeout):
+        await net.request(
+            "GET",
+            "https://www.sandbox.test/slow",
+            timeout=0.4,
+            on_tls_answer=lambda: answered.append(time.monotonic() - started),
+        )
+    assert len(answered) == 1 and answered[0] < 0.4  # the handshake, long before the answer
+
+
+async def test_tls_answer_on_a_kept_alive_connection(net: Network, website: Web) -> None:
+    await net.request("GET", "https://www.sandbox.test/ok")
+    answered: list[str] = []
+    response = await net.request(
+        "GET", "https://www.sandbox.test/ok", on_tls_answer=lambda: answered.append("yes")
+    )
+    assert response.status == 200 and website.sni == ["www.sandbox.test"]  # no new handshake
+    assert answered == ["yes"]
+
+
+async def test_a_black_hole_never_reports_a_tls_answer(
+    dns: DnsServer, bundle: Path, website: Web
+) -> None:
+    with socket.socket() as hole:  # the kernel accepts; nobody ever reads or answers
+        hole.bind((WEB_IP, 0))
+        hole.listen()
+        port_map = {**website.port_map, (WEB_IP, 443): hole.getsockname()[1]}
+        answered: list[str] = []
+        async with Network(settings(dns, bundle), timeouts=FAST, port_map=port_map) as net:
+            with pytest.raises(NetTimeout):
+                await net.request(
+                    "GET",
+                    "https://www.sandbox.test/ok",
+                    timeout=0.3,
+                    on_tls_answer=lambda: answered.append("yes"),
+                )
+            # Plain HTTP on the same network still works: only the silent server is silent.
+            assert (await net.request("GET", "http://www.sandbox.test/ok")).status == 200
+        assert answered == []

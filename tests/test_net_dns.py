@@ -393,7 +393,9 @@ def test_fast_reader_agrees_with_dnspython() -> None:
     rcode, records, ttl, cnames, canonical, soa = _read_reply(
         wire, qid, _asked("auto.contoso.test."), dns.rdatatype.A
     )
-    chaining = dns.message.from_wire(wire).resolve_chaining()
+    message = dns.message.from_wire(wire)
+    assert isinstance(message, dns.message.QueryMessage)
+    chaining = message.resolve_chaining()
     assert chaining.answer is not None
     assert records == [rd.address for rd in chaining.answer] == ["127.0.0.7", "127.0.0.8"]
     assert ttl == chaining.answer.ttl == 60

@@ -136,6 +136,8 @@ CASE_VERBS = frozenset(a.value for a in CaseAction) | {ANSWER}
 TEAM_KEY = "teams:team:{}"  # a team the app is installed in: its reference and details
 SERVICE_URL_KEY = "teams:service_url"  # the latest installation's service URL and tenant
 PERSON_KEY = "teams:person:{}"  # a person's personal chat with the bot (by Entra object id)
+USER_KEY = "teams:user:{}"  # an Entra object id's Teams user id (MRI, "29:…")
+MEMBER_LOOKUP_TIMEOUT = 3.0
 ALREADY = "Already on it: this card updates when the checks finish."
 
 _MENTION = re.compile(r"<at\b[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
@@ -710,6 +712,7 @@ class TeamsBot:
         self._helpdesk: Helpdesk | None = None
         self._channel: TeamsHelpdesk | None = None
         self._service_url_saved: tuple[str, str | None] | None = None
+        self._mris: dict[str, str] = {}  # Entra object id -> Teams user id, saved already
 
     # --- the helpdesk loop -----------------------------------------------------------------------
 
@@ -1242,10 +1245,21 @@ class TeamsBot:
 
         team = _team_of(activity)
         fresh = (activity.service_url, person_of(activity).workspace) != self._service_url_saved
+        sender = activity.from_property
+        aad = str(getattr(sender, "aad_object_id", None) or "").lower()
+        user = None
+        if aad and sender.id and self._mris.get(aad) != sender.id:
+            # Who this Entra user is in Teams (their MRI, "29:…"): what refresh.userIds names.
+            user = (USER_KEY.format(aad), {"id": sender.id, "aadObjectId": aad})
+            if len(self._mris) >= EMAIL_CACHE:
+                self._mris.clear()
+            self._mris[aad] = sender.id
 
         async def work() -> None:
             for key in keys:
                 await save(key, Platform.TEAMS, reference)
+            if user is not None:
+                await save(user[0], Platform.TEAMS, user[1])
             if team is not None and fresh:  # a message from a team: the app is installed there
                 await self._save_team(activity, team, installed=True)
 
@@ -1384,7 +1398,7 @@ class TeamsHelpdesk:
                 bot=reference.bot,
                 tenant_id=tenant,
                 channel_data={"channel": {"id": channel}, "tenant": {"id": tenant}},
-                activity=_card_activity(card),
+                activity=await self._activity(ctx, card, installed.get("team_id")),
             )
             created = await client.conversations.create_conversation(parameters)
 
@@ -1401,6 +1415,7 @@ class TeamsHelpdesk:
             "service_url": service_url,
             "tenant_id": tenant,
             "bot_id": installed.get("bot_id"),
+            "team_id": installed.get("team_id"),
         }
 
     async def update(self, ref: dict[str, Any], card: CardSpec) -> bool:
@@ -1415,7 +1430,9 @@ class TeamsHelpdesk:
         reference = _reference(service_url, conversation, ref.get("tenant_id"), ref.get("bot_id"))
 
         async def logic(ctx: TurnContext) -> None:
-            await self.bot._update(ctx, activity_id, card)
+            activity = await self._activity(ctx, card, ref.get("team_id"))
+            activity.id = activity_id
+            await ctx.update_activity(activity)
 
         try:
             await self._proactive(reference, logic, conversation)
@@ -1423,6 +1440,41 @@ class TeamsHelpdesk:
             log.warning("updating a Teams helpdesk card failed: %s", exc)
             return False
         return True
+
+    async def _activity(self, ctx: TurnContext, card: CardSpec, team: Any) -> Activity:
+        """The card as a message; a case card's refresh.userIds as Teams user ids (§B4)."""
+        ids = card.data.get("approver_ids")
+        if card.template == "case" and isinstance(ids, list) and ids:
+            users = [await self._user_id(ctx, str(i), team) for i in ids]
+            card = CardSpec(template=card.template, data={**card.data, "approver_ids": users})
+        return _card_activity(card)
+
+    async def _user_id(self, ctx: TurnContext, entry: str, team: Any) -> str:
+        """The Teams user id (MRI, "29:…") of an approver named by Entra object id: remembered
+        from their last activity, else asked of the team's roster (the Bot Connector takes the
+        object id as member id). An entry neither knows (a group id) is kept as it is."""
+        if entry.startswith("29:"):
+            return entry
+        known = await self._ref(USER_KEY.format(entry.lower()))
+        if known and isinstance(known.get("id"), str):
+            return str(known["id"])
+        if not isinstance(team, str) or not team:
+            return entry
+        try:
+            client = ctx.turn_state.get(self.bot.adapter.BOT_CONNECTOR_CLIENT_KEY)
+            async with asyncio.timeout(MEMBER_LOOKUP_TIMEOUT):
+                member = await client.conversations.get_conversation_member(team, entry)
+        except Exception as exc:  # not in the team, or a group: the refresh simply misses it
+            log.info("Teams roster lookup for an approver failed: %s", type(exc).__name__)
+            return entry
+        found = getattr(member, "id", None)
+        if not isinstance(found, str) or not found:
+            return entry
+        save = getattr(self.bot.runtime.store, "save_conversation_ref", None)
+        if save is not None:
+            record = {"id": found, "aadObjectId": entry.lower()}
+            await save(USER_KEY.format(entry.lower()), Platform.TEAMS, record)
+        return found
 
     async def tell(self, case: Case, text: str) -> None:
         stored = await self._ref(PERSON_KEY.format(case.person_id))

@@ -46,14 +46,15 @@ from bot.demo import SandboxDiagnose, SandboxFixes, SandboxRecheck, WorldPool
 from bot.helpdesk_channels import Channels
 from bot.server import create_app
 from bot.settings import Settings
-from bot.teams import ANSWER, ANSWER_INPUT, create_teams_handler
+from bot.teams import ANSWER, ANSWER_INPUT, NO_HELPDESK, SERVICE_URL_KEY, create_teams_handler
 from bot.teams import TeamsBot as Bot
 from dialogs.approval import Approvals
 from dialogs.cases import QUESTION_INPUT, CaseAction, ProposalState
 from dialogs.helpdesk import Helpdesk
-from dialogs.models import Platform
+from dialogs.models import CardSpec, Platform
 
 ADDRESS = "imap-off@contoso.com"
+CARD = CardSpec(template="notice", data={"text": "A card"})
 ANSWERS = {**GOOD_ANSWERS, "address": ADDRESS, "app": "imap-app", "where": ""}
 
 
@@ -80,6 +81,8 @@ async def helpdesk_server(tmp_path: Path, **settings: Any) -> AsyncIterator[Desk
     app = create_app(
         config, diagnose=SandboxDiagnose(pool, deadline=20.0), teams=create_teams_handler
     )
+    # The team's roster, as the Bot Connector answers for a member named by Entra object id.
+    connector.members[CY_AAD] = {"id": CY_ID, "name": "Cy Osei", "aadObjectId": CY_AAD}
     try:
         async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as http:
             bot = TeamsBot(http, connector, app, Activities(connector.url), None)  # type: ignore[arg-type]
@@ -98,7 +101,8 @@ async def helpdesk_server(tmp_path: Path, **settings: Any) -> AsyncIterator[Desk
                 approvals,
                 recheck=SandboxRecheck(pool),
                 check_titles=dict(runtime.conversation.s.check_titles),
-                approver_ids=[CY_ID],
+                # As the server wires it: approvers by Entra object id (MAILFIX_APPROVERS).
+                approver_ids=[CY_AAD],
             )
             runtime.conversation.s = replace(runtime.conversation.s, escalate=helpdesk.escalate)
             teams.helpdesk = helpdesk
@@ -155,7 +159,7 @@ async def told(bot: TeamsBot, n: int) -> Call:
     return mine()[n - 1]
 
 
-async def escalate(bot: TeamsBot) -> tuple[Call, dict[str, Any]]:
+async def escalate(bot: TeamsBot) -> tuple[Call | None, dict[str, Any]]:
     """Ana runs a check and presses Escalate: the case thread, and her receipt card."""
     response = await bot.post(bot.teams.personal(f"mailfix {ADDRESS}"))
     assert response.status == 201
@@ -176,12 +180,12 @@ async def escalate(bot: TeamsBot) -> tuple[Call, dict[str, Any]]:
     # The receipt is a message of its own in Ana's chat.
     (receipt,) = [c.card for c in bot.connector.posts if card_kind(c.card) == "escalation"]
     assert receipt is not None
-    (thread,) = bot.connector.created
-    return thread, receipt
+    created = bot.connector.created
+    return (created[0] if created else None), receipt
 
 
-def thread_of(thread: Call) -> tuple[str, str]:
-    assert thread.answered_id is not None
+def thread_of(thread: Call | None) -> tuple[str, str]:
+    assert thread is not None and thread.answered_id is not None
     return f"{thread.conversation};messageid={thread.answered_id}", thread.answered_id
 
 
@@ -202,12 +206,17 @@ async def test_the_whole_teams_story(tmp_path: Path) -> None:
         assert installed["tenant_id"] == TENANT and installed["team_name"] == "IT Helpdesk"
 
         thread, receipt = await escalate(bot)
+        assert thread is not None
         # The case card went to the helpdesk channel as a new thread, from the stored
         # installation (no message from that channel was ever seen).
         assert thread.conversation == HELPDESK_CHANNEL
         assert thread.body["isGroup"] is True
         case_card = thread.card
+        # refresh.userIds are Teams user ids: Cy never wrote to the bot, so the team's roster
+        # was asked (the Bot Connector takes the Entra object id as member id).
         assert case_card is not None and case_card["refresh"]["userIds"] == [CY_ID]
+        lookups = [c for c in bot.connector.calls if c.method == "GET"]
+        assert [(c.conversation, c.activity_id) for c in lookups][-1:] == [(TEAM_ID, CY_AAD)]
         shown = text_of(case_card)
         assert ADDRESS in shown and "Ana Silva" in shown
         assert "Switch IMAP on" in shown and "Waiting for approval" in shown
@@ -310,3 +319,97 @@ async def test_the_whole_teams_story(tmp_path: Path) -> None:
         assert json.dumps(by["fix.applied"].request).count("Set-CASMailbox") == 1
         # Every card edit went to the one case message: none re-posted the case.
         assert len(bot.connector.created) == 1
+
+
+async def test_a_refused_post_is_said_in_the_receipt_and_nothing_is_lost(tmp_path: Path) -> None:
+    async with helpdesk_server(tmp_path) as desk:
+        bot = desk.bot
+        # No installation seen yet: nowhere to post, and the person is told so.
+        _, receipt = await escalate(bot)
+        said = text_of(receipt)
+        assert "Case 1" in said and "has not seen its installation in a team yet" in said
+        assert bot.connector.created == []  # nothing to post with: nothing sent
+        assert await desk.cases.case(1) is not None  # the case is kept all the same
+
+        await install(bot)
+        bot.connector.refuse_create = 403  # the app is not in the team that holds the channel
+        bot.connector.calls.clear()
+        response = await bot.post(bot.teams.personal("mailfix"))
+        assert response.status == 201
+        await bot.idle()
+        form = [c for c in bot.connector.posts if card_kind(c.card) == "intake"][-1]
+        assert form.answered_id is not None
+        body = await invoke(
+            bot, bot.teams.execute("mailfix.intake", ANSWERS, card_id=form.answered_id)
+        )
+        assert card_kind(body["value"]) == "progress"
+        await bot.connector.wait_until(
+            lambda: any(card_kind(c.card) == "results" for c in bot.connector.puts), "results"
+        )
+        results = [c for c in bot.connector.puts if card_kind(c.card) == "results"][-1]
+        data = verbs(results.card)["mailfix.escalate"]
+        await invoke(bot, bot.teams.execute("mailfix.escalate", data, card_id=form.answered_id))
+        await bot.idle()
+        (receipt,) = [c.card for c in bot.connector.posts if card_kind(c.card) == "escalation"]
+        said = text_of(receipt)
+        assert "Case 2" in said
+        assert "the mailfix app is not installed in the team that holds it" in said
+        assert "BotNotInConversationRoster" in said and "Traceback" not in said
+        assert await desk.cases.message("case:2:helpdesk") is None
+
+
+async def test_installation_and_removal_are_stored_for_every_replica(tmp_path: Path) -> None:
+    async with helpdesk_server(tmp_path) as desk:
+        bot = desk.bot
+        store = bot.runtime.store
+        assert await store.conversation_ref(SERVICE_URL_KEY) is None
+        await install(bot)
+        latest = await store.conversation_ref(SERVICE_URL_KEY)
+        assert latest is not None and latest["installed"] is True
+        assert (latest["team_id"], latest["service_url"]) == (TEAM_ID, bot.connector.url)
+        team = await store.conversation_ref(f"teams:team:{TEAM_ID}")
+        assert team is not None and team["reference"]["serviceUrl"] == bot.connector.url
+        # A retried delivery of the same event changes nothing and sends nothing.
+        assert (await bot.post(bot.teams.installed())).status == 201
+        response = await bot.post(bot.teams.installed(removed=True))
+        assert response.status == 201
+        await bot.idle()
+        gone = await store.conversation_ref(SERVICE_URL_KEY)
+        assert gone is not None and gone["installed"] is False
+        posted = await desk.teams.helpdesk_channel().post(Platform.TEAMS, CARD)
+        assert posted.ref is None and posted.error is not None
+        assert "was removed from the team IT Helpdesk" in posted.error
+        assert bot.connector.calls == []
+
+
+async def test_older_clients_press_case_buttons_through_action_submit(tmp_path: Path) -> None:
+    async with helpdesk_server(tmp_path) as desk:
+        bot = desk.bot
+        await install(bot)
+        thread, _ = await escalate(bot)
+        conversation, card_id = thread_of(thread)
+        activity = bot.teams.in_thread(
+            CaseAction.CLAIM.value, {}, thread=conversation, card_id=card_id, user=BO_ID
+        )
+        # Action.Submit: a message activity, the button's data (with its verb) in `value`.
+        activity.update({"type": "message", "value": {"verb": CaseAction.CLAIM.value, "case": 1}})
+        del activity["name"]
+        assert (await bot.post(activity)).status == 201
+        await bot.idle()
+        answer = [c for c in bot.connector.posts if c.conversation == conversation][-1]
+        assert answer.text == "Taken: the person is told."
+        case = await desk.cases.case(1)
+        assert case is not None and case.claimed_by == BO_AAD
+        assert "Taken by Bo Chen" in text_of(latest_case_card(bot, card_id))
+
+
+async def test_without_a_helpdesk_case_buttons_say_so(tmp_path: Path) -> None:
+    async with helpdesk_server(tmp_path) as desk:
+        bot = desk.bot
+        desk.teams.helpdesk = None
+        bot.runtime.helpdesk = None
+        activity = bot.teams.in_thread(
+            CaseAction.CLAIM.value, {"case": 1}, thread="19:x@thread.tacv2", card_id="1", user=BO_ID
+        )
+        body = await invoke(bot, activity)
+        assert body["value"] == NO_HELPDESK

@@ -721,6 +721,8 @@ class SlackBot:
         except BadPress as exc:
             await self._only_you(channel, actor.id, str(exc))
             return
+        outcome = "acted" if pressed.ok else "did nothing"
+        log.info("%s on case %s %s", verb.value, pressed.case, outcome)
         if pressed.words:
             await self._only_you(channel, actor.id, pressed.words)
 

@@ -124,6 +124,7 @@ HELP_TEXT = (
     "a channel, and fill in the short form. I never ask for a password."
 )
 UNKNOWN_BUTTON = "I don't know that button. Please use the buttons on the card."
+STILL_WORKING = "Working on it: this card updates when it is done."
 NO_HELPDESK = "The helpdesk is not set up on this server, so this button does nothing here."
 
 # The helpdesk loop (dialogs/helpdesk.py): the person's answer to a helpdesk question comes
@@ -713,6 +714,7 @@ class TeamsBot:
         self._channel: TeamsHelpdesk | None = None
         self._service_url_saved: tuple[str, str | None] | None = None
         self._mris: dict[str, str] = {}  # Entra object id -> Teams user id, saved already
+        self.case_action_timeout = FIRST_REPLY_TIMEOUT  # seconds a case button's answer waits
 
     # --- the helpdesk loop -----------------------------------------------------------------------
 
@@ -1089,10 +1091,18 @@ class TeamsBot:
             if number is None or await helpdesk.cases.case(number) is None:
                 return error_response(HTTPStatus.BAD_REQUEST, "BadRequest", "No such case.")
             return card_response(_adaptive(await card_for(helpdesk, number, actor)))
+        # Approving applies the fix and re-runs checks: it may outlast Teams' 15 s (§B6). The
+        # answer waits a bounded time; past it the work goes on in the background and the
+        # card is edited in place when it is done (Helpdesk -> TeamsHelpdesk.update).
+        work = asyncio.ensure_future(press(helpdesk, action, data, data, actor))
         try:
-            pressed = await press(helpdesk, action, data, data, actor)
+            async with asyncio.timeout(self.case_action_timeout):
+                pressed = await asyncio.shield(work)
         except BadPress as exc:
             return error_response(HTTPStatus.BAD_REQUEST, "BadRequest", str(exc))
+        except TimeoutError:
+            self._after(_finish(work), None, "teams.case_action")
+            return text_response(STILL_WORKING)
         if not pressed.ok or pressed.case is None:
             return text_response(pressed.words or "Nothing changed.")
         # The card everyone gets was already edited in place (Helpdesk -> TeamsHelpdesk.update);
@@ -1629,6 +1639,17 @@ def _adaptive(card: CardSpec) -> dict[str, Any]:
 
 def _card_activity(card: CardSpec) -> Activity:
     return MessageFactory.attachment(CardFactory.adaptive_card(_adaptive(card)))
+
+
+async def _finish(work: asyncio.Future[Any]) -> None:
+    """Wait for a case button's work the invoke answer stopped waiting for."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        work.cancel()  # shutting down: an applying fix's lease lapses and a replica resumes it
+        raise
+    except BadPress:
+        pass
 
 
 async def _close(replies: AsyncIterator[Reply]) -> None:

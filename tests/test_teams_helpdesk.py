@@ -13,6 +13,7 @@ call lands on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,9 +47,17 @@ from bot.demo import SandboxDiagnose, SandboxFixes, SandboxRecheck, WorldPool
 from bot.helpdesk_channels import Channels
 from bot.server import create_app
 from bot.settings import Settings
-from bot.teams import ANSWER, ANSWER_INPUT, NO_HELPDESK, SERVICE_URL_KEY, create_teams_handler
+from bot.teams import (
+    ANSWER,
+    ANSWER_INPUT,
+    NO_HELPDESK,
+    SERVICE_URL_KEY,
+    STILL_WORKING,
+    create_teams_handler,
+)
 from bot.teams import TeamsBot as Bot
-from dialogs.approval import Approvals
+from checks.models import Remediation
+from dialogs.approval import ApplyFix, Approvals
 from dialogs.cases import QUESTION_INPUT, CaseAction, ProposalState
 from dialogs.helpdesk import Helpdesk
 from dialogs.models import CardSpec, Platform
@@ -67,7 +76,9 @@ class Desk:
 
 
 @asynccontextmanager
-async def helpdesk_server(tmp_path: Path, **settings: Any) -> AsyncIterator[Desk]:
+async def helpdesk_server(
+    tmp_path: Path, *, gate: asyncio.Event | None = None, **settings: Any
+) -> AsyncIterator[Desk]:
     """The Teams server with the helpdesk loop wired as `mailfix serve` wires it."""
     connector = FakeConnector()
     await connector.start()
@@ -91,7 +102,7 @@ async def helpdesk_server(tmp_path: Path, **settings: Any) -> AsyncIterator[Desk
             cases = SqlCaseStore(runtime.store.engine)
             approvals = Approvals(
                 cases,
-                apply_fix=SandboxFixes(pool),
+                apply_fix=gated(SandboxFixes(pool), gate),
                 approvers=ApproverList(config.approvers),
                 owner="replica-1",
             )
@@ -111,6 +122,17 @@ async def helpdesk_server(tmp_path: Path, **settings: Any) -> AsyncIterator[Desk
     finally:
         await connector.close()
         await pool.close()
+
+
+def gated(apply_fix: ApplyFix, gate: asyncio.Event | None) -> ApplyFix:
+    """The sandbox's executor, held until `gate` is set (a slow tenant)."""
+
+    async def run(remediation: Remediation) -> tuple[bool, dict[str, Any]]:
+        if gate is not None:
+            await gate.wait()
+        return await apply_fix(remediation)
+
+    return run
 
 
 async def install(bot: TeamsBot) -> None:
@@ -413,3 +435,38 @@ async def test_without_a_helpdesk_case_buttons_say_so(tmp_path: Path) -> None:
         )
         body = await invoke(bot, activity)
         assert body["value"] == NO_HELPDESK
+
+
+async def test_a_slow_fix_answers_in_time_and_edits_the_card_when_done(tmp_path: Path) -> None:
+    """Teams waits 15 s for the invoke answer (§B6): an apply that takes longer goes on in the
+    background, and the card is edited in place when it is done."""
+    gate = asyncio.Event()
+    async with helpdesk_server(tmp_path, gate=gate) as desk:
+        bot = desk.bot
+        desk.teams.case_action_timeout = 0.2
+        await install(bot)
+        thread, _ = await escalate(bot)
+        conversation, card_id = thread_of(thread)
+        refresh = bot.teams.in_thread(
+            CaseAction.REFRESH.value, {"case": 1}, thread=conversation, card_id=card_id, user=CY_ID
+        )
+        cy_view = (await invoke(bot, refresh))["value"]
+        proposal = verbs(cy_view)[CaseAction.APPROVE.value]["proposal"]
+        approve = bot.teams.in_thread(
+            CaseAction.APPROVE.value,
+            {"proposal": proposal},
+            thread=conversation,
+            card_id=card_id,
+            user=CY_ID,
+        )
+        body = await invoke(bot, approve)
+        assert body["value"] == STILL_WORKING
+        waiting = await desk.cases.proposal(proposal)
+        assert waiting is not None and waiting.state is ProposalState.APPLYING
+        gate.set()
+        await bot.idle()
+        done = await desk.cases.proposal(proposal)
+        assert done is not None and done.state is ProposalState.APPLIED
+        assert "Approved by Cy Osei" in text_of(latest_case_card(bot, card_id))
+        told_ana = [c.text for c in bot.connector.posts if c.conversation == PERSONAL and c.text]
+        assert "IMAP is switched on for your mailbox — try your mail app again." in told_ana

@@ -137,6 +137,7 @@ CASE_VERBS = frozenset(a.value for a in CaseAction) | {ANSWER}
 TEAM_KEY = "teams:team:{}"  # a team the app is installed in: its reference and details
 SERVICE_URL_KEY = "teams:service_url"  # the latest installation's service URL and tenant
 PERSON_KEY = "teams:person:{}"  # a person's personal chat with the bot (by Entra object id)
+WAITING_KEY = "teams:waiting:{}"  # the case whose question a person (Entra id) may answer
 USER_KEY = "teams:user:{}"  # an Entra object id's Teams user id (MRI, "29:…")
 MEMBER_LOOKUP_TIMEOUT = 3.0
 ALREADY = "Already on it: this card updates when the checks finish."
@@ -877,6 +878,11 @@ class TeamsBot:
             return
         command = command_of(activity)
         target = Recipient(reference=TurnContext.get_conversation_reference(activity))
+        if command is None:
+            answered = await self._typed_answer(activity)
+            if answered is not None:
+                self._after(self._stream(target, Notice(text=answered), None), target, "teams.case")
+                return
         if command is None or command[0] == HELP:
             self._after(self._stream(target, Notice(text=HELP_TEXT), None), target, "teams.help")
             return
@@ -1126,6 +1132,24 @@ class TeamsBot:
             return str(exc)
         return pressed.words or "Done."
 
+    async def _typed_answer(self, activity: Activity) -> str | None:
+        """A message in the personal chat while the helpdesk waits for this person's answer
+        (`TeamsHelpdesk.tell` noted the case): the answer, sent to the case. None otherwise."""
+        helpdesk = self.helpdesk
+        load = getattr(self.runtime.store, "conversation_ref", None)
+        personal = getattr(activity.conversation, "conversation_type", None) == "personal"
+        if helpdesk is None or load is None or not personal or not (activity.text or "").strip():
+            return None
+        actor = self._actor(activity)
+        waiting = await load(WAITING_KEY.format(actor.id))
+        number = case_number((waiting or {}).get("case"))
+        if number is None:
+            return None
+        words, card = await self._answer_case(
+            helpdesk, actor, {"case": number, ANSWER_INPUT: activity.text}
+        )
+        return words if card is not None else None
+
     async def _answer_case(
         self, helpdesk: Helpdesk, actor: Actor, data: Mapping[str, Any]
     ) -> tuple[str, CardSpec | None]:
@@ -1142,6 +1166,9 @@ class TeamsBot:
         case = await helpdesk.answer(number, actor.id, text)
         if case is None:
             return f"Case {number} is not waiting for an answer from you.", None
+        save = getattr(self.runtime.store, "save_conversation_ref", None)
+        if save is not None:  # answered: later messages are not answers any more
+            await save(WAITING_KEY.format(actor.id), Platform.TEAMS, {"case": None})
         words = f"Sent to the helpdesk with case {number}."
         return words, CardSpec(template="notice", data={"text": f"{words} You said: {text}"})
 
@@ -1495,6 +1522,10 @@ class TeamsHelpdesk:
         question = case.question or ""
         asking = case.state is CaseState.WAITING and bool(question) and question in text
 
+        save = getattr(self.bot.runtime.store, "save_conversation_ref", None)
+        if asking and save is not None:  # their next message in that chat answers it
+            await save(WAITING_KEY.format(case.person_id), Platform.TEAMS, {"case": case.number})
+
         async def logic(ctx: TurnContext) -> None:
             if asking:  # a question: with a box to answer it (verb ANSWER)
                 activity = MessageFactory.attachment(
@@ -1595,6 +1626,12 @@ def answer_card(number: int, text: str) -> dict[str, Any]:
         "fallbackText": text[:300],
         "body": [
             {"type": "TextBlock", "wrap": True, "text": text[:4000]},
+            {
+                "type": "TextBlock",
+                "wrap": True,
+                "isSubtle": True,
+                "text": "Answer here, or simply reply in this chat.",
+            },
             {
                 "type": "Input.Text",
                 "id": ANSWER_INPUT,

@@ -50,6 +50,7 @@ from bot.settings import Settings
 from bot.teams import (
     ANSWER,
     ANSWER_INPUT,
+    HELP_TEXT,
     NO_HELPDESK,
     SERVICE_URL_KEY,
     STILL_WORKING,
@@ -470,3 +471,32 @@ async def test_a_slow_fix_answers_in_time_and_edits_the_card_when_done(tmp_path:
         assert "Approved by Cy Osei" in text_of(latest_case_card(bot, card_id))
         told_ana = [c.text for c in bot.connector.posts if c.conversation == PERSONAL and c.text]
         assert "IMAP is switched on for your mailbox — try your mail app again." in told_ana
+
+
+async def test_the_person_may_simply_type_the_answer(tmp_path: Path) -> None:
+    async with helpdesk_server(tmp_path) as desk:
+        bot = desk.bot
+        await install(bot)
+        thread, _ = await escalate(bot)
+        conversation, card_id = thread_of(thread)
+        ask = bot.teams.in_thread(
+            CaseAction.ASK.value,
+            {"case": 1, QUESTION_INPUT: "Which phone?"},
+            thread=conversation,
+            card_id=card_id,
+            user=BO_ID,
+        )
+        await invoke(bot, ask)
+        asked = await told(bot, 1)
+        assert asked.card is not None and "Which phone?" in text_of(asked.card)
+
+        assert (await bot.post(bot.teams.personal("An iPhone 15"))).status == 201
+        await bot.idle()
+        assert (await told(bot, 2)).text == "Sent to the helpdesk with case 1."
+        assert "Ana Silva: An iPhone 15" in text_of(latest_case_card(bot, card_id))
+        # Answered: the next message is an ordinary one again (the help).
+        assert (await bot.post(bot.teams.personal("thanks"))).status == 201
+        await bot.idle()
+        assert (await told(bot, 3)).text == HELP_TEXT
+        trail = [e.action for e in await desk.cases.trail(case_number=1)]
+        assert trail.count("case.answered") == 1

@@ -12,6 +12,20 @@ In (POST /api/messages, `CloudAdapter`):
 Out: `Reply` -> Bot Connector calls (`send`, one function): a new message (POST) or the same
 message edited in place (PUT, `update_activity`).
 
+The helpdesk loop (dialogs/helpdesk.py decides everything; this only translates):
+- the app added to a team (`conversationUpdate`, the bot in membersAdded, channelData.team) ->
+  the team's reference and service URL in the database (`teams:team:{id}`, `teams:service_url`),
+  so any replica can post proactively; removal is recorded too;
+- `helpdesk_channel()` -> `TeamsHelpdesk`, the Teams `HelpdeskChannel`: a case card starts a new
+  thread in MAILFIX_HELPDESK_TEAMS_CHANNEL (§B5), its ref stored by the Helpdesk so any replica
+  edits it in place; the person is told in their personal chat, a question with a box to answer;
+  a refusal (403 not installed, 404 wrong channel id, 401 credentials) becomes words;
+- case card buttons (verbs `dialogs.cases.CaseAction`, both paths) -> `dialogs.case_buttons.press`
+  with the token-verified `aadObjectId` as the actor, never the card's data; answered with the
+  card as that user sees it; Teams' automatic refresh (refresh.userIds: the approvers) gets the
+  approver's view, everyone else the card without Approve / Reject;
+- `doctor_post` -> `mailfix doctor`'s Teams half: a test card, or what is wrong in words.
+
 How a card action is answered (reference/chat-platforms.md §B4-§B6):
 - the flow's first reply is pulled at once (no checks run before it: at most a store write). For
   `Action.Execute` it becomes the invoke response, so the card the person pressed is replaced in

@@ -117,6 +117,7 @@ from dialogs.models import (
     TurnKind,
     Update,
 )
+from dialogs.presses import click_key
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ HELP_TEXT = (
     "a channel, and fill in the short form. I never ask for a password."
 )
 UNKNOWN_BUTTON = "I don't know that button. Please use the buttons on the card."
+ALREADY_PRESSED = "This click was already handled."
 STILL_WORKING = "Working on it: this card updates when it is done."
 NO_HELPDESK = "The helpdesk is not set up on this server, so this button does nothing here."
 
@@ -1111,6 +1113,8 @@ class TeamsBot:
             if number is None or await helpdesk.cases.case(number) is None:
                 return error_response(HTTPStatus.BAD_REQUEST, "BadRequest", "No such case.")
             return card_response(_adaptive(await card_for(helpdesk, number, actor)))
+        if not await self._press_once(helpdesk, activity, actor, verb, data):
+            return text_response(ALREADY_PRESSED)
         # Approving applies the fix and re-runs checks: it may outlast Teams' 15 s (§B6). The
         # answer waits a bounded time; past it the work goes on in the background and the
         # card is edited in place when it is done (Helpdesk -> TeamsHelpdesk.update).
@@ -1140,11 +1144,29 @@ class TeamsBot:
         action = CaseAction(verb)
         if action is CaseAction.REFRESH:
             return "This card is up to date."
+        if not await self._press_once(helpdesk, activity, actor, verb, data):
+            return ALREADY_PRESSED
         try:
             pressed = await press(helpdesk, action, data, data, actor)
         except BadPress as exc:
             return str(exc)
         return pressed.words or "Done."
+
+    async def _press_once(
+        self, helpdesk: Helpdesk, activity: Activity, actor: Actor, verb: str, data: Any
+    ) -> bool:
+        """Record this click (one row per click, any replica): False for a second delivery of
+        it. Teams redelivers an activity with the same id (§B6)."""
+        value = str(data.get("proposal") or data.get("case") or "")
+        key = click_key(
+            Platform.TEAMS, actor.workspace, actor.id, verb, value, str(activity.id or "")
+        )
+        if not activity.id:
+            return True
+        won = await helpdesk.cases.press(key, kind=verb, actor=actor.id, platform=Platform.TEAMS)
+        if not won:
+            log.info("ignored a second delivery of a %s click", verb)
+        return won
 
     async def _typed_answer(self, activity: Activity) -> str | None:
         """A message in the personal chat while the helpdesk waits for this person's answer

@@ -48,6 +48,7 @@ from bot.helpdesk_channels import Channels
 from bot.server import create_app
 from bot.settings import Settings
 from bot.teams import (
+    ALREADY,
     ANSWER,
     ANSWER_INPUT,
     HELP_TEXT,
@@ -301,7 +302,14 @@ async def test_the_whole_teams_story(tmp_path: Path) -> None:
         assert still is not None and still.state is ProposalState.PROPOSED
 
         # Cy approves: applied to the tenant, checked again, the card edited, Ana told.
-        body = await on_card(CaseAction.APPROVE, {"proposal": proposal}, CY_ID)
+        approve = bot.teams.in_thread(
+            CaseAction.APPROVE.value,
+            {"proposal": proposal},
+            thread=conversation,
+            card_id=card_id,
+            user=CY_ID,
+        )
+        body = await invoke(bot, approve)
         after = text_of(body["value"])
         assert "Approved by Cy Osei" in after and "(Set-CASMailbox)" in after
         assert "passes now" in after
@@ -310,7 +318,8 @@ async def test_the_whole_teams_story(tmp_path: Path) -> None:
         assert "Approved by Cy Osei" in text_of(latest_case_card(bot, card_id))
         fixed = await told(bot, 3)
         assert fixed.text == "IMAP is switched on for your mailbox — try your mail app again."
-        # A double click applies nothing again.
+        # Teams redelivering the same click (§B6) and a double click apply nothing again.
+        assert (await invoke(bot, approve))["value"] == ALREADY
         body = await on_card(CaseAction.APPROVE, {"proposal": proposal}, CY_ID)
         assert body["value"] == "This fix was already decided."
 

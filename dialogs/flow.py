@@ -41,6 +41,7 @@ from cards.data import (
 )
 from checks.advice import App, cause_steps, client_steps
 from checks.cloud import CloudHosts
+from checks.diagnosis import DEVICE_OR_APP
 from checks.models import Client, Finding, Report, Side, Status
 from checks.symptoms import Symptom
 from dialogs.intake import (
@@ -527,11 +528,16 @@ class Conversation:
         if top is None:
             return client_steps(stored.client, self.s.hosts, stored.app)[:MAX_NEXT_STEPS]
         steps = cause_steps(top.id, stored.client, self.s.hosts)
-        if top.side is Side.DEVICE:
-            # cause_steps' "You: …" lines are for the client family's default app (Outlook for
-            # Windows for every `outlook` client); the person told us the exact app.
+        app_steps = client_steps(stored.client, self.s.hosts, stored.app)
+        if top.id == DEVICE_OR_APP:
+            # Its "You: …" lines are for the client family's default app (Outlook for Windows
+            # for every `outlook` client); the person told us the exact app.
             helpdesk = [s for s in steps if not s.startswith("You: ")]
-            steps = client_steps(stored.client, self.s.hosts, stored.app) + helpdesk
+            steps = app_steps + helpdesk
+        elif top.side is Side.DEVICE:
+            # A device-side cause of its own (a saved password that is wrong): its steps first,
+            # then how to do that in the person's app.
+            steps = steps + app_steps
         return list(dict.fromkeys(s for s in steps if s))[:MAX_NEXT_STEPS]
 
     def _stored_error_card(self, stored: StoredDiagnosis, note: str | None = None) -> CardSpec:

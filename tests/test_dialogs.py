@@ -487,6 +487,23 @@ async def test_device_cause_gives_steps_for_the_exact_app(platform: Platform) ->
     assert steps[-1].startswith("Helpdesk:")
 
 
+async def test_a_device_cause_of_its_own_keeps_its_steps_for_the_person(
+    platform: Platform,
+) -> None:
+    wrong = Cause(
+        id="sign-in-wrong-password", title="A saved password", confidence=0.9, side=Side.DEVICE
+    )
+    w = make_world(FakeDiagnose(causes=[wrong], failing=()))
+    t = w.transcript(platform)
+    await t.command()
+    t.expect_form()
+    await t.submit({"app": "phone-mail", "symptom": "password_prompts"})
+    t.expect_post("progress")
+    steps = t.expect_update("results", top_cause="sign-in-wrong-password")["next_steps"]
+    assert steps[0].startswith("You: your app keeps signing in with an old or mistyped password")
+    assert any("outlook.office365.com" in s for s in steps[1:])  # then the phone's own steps
+
+
 async def test_no_cause_at_all_still_gives_app_steps(platform: Platform) -> None:
     w = make_world(FakeDiagnose(causes=[], failing=()))
     t = w.transcript(platform)

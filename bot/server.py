@@ -2,6 +2,8 @@
 
 Routes:
 - `POST /slack/events`  Slack commands, interactivity and events (bolt verifies signatures);
+- `GET  /slack/install`, `GET /slack/oauth_redirect`  "Add to Slack" for several workspaces
+  (only with MAILFIX_SLACK_CLIENT_ID and _CLIENT_SECRET; each workspace's token in the database);
 - `POST /api/messages`  Teams (Bot Framework); answers 501 until a Teams handler is plugged in;
 - `GET  /healthz`       the process is alive;
 - `GET  /readyz`        the database answers and its schema is at the newest migration.
@@ -61,7 +63,7 @@ from bot.runtime import (
     runner_diagnose,
 )
 from bot.settings import Settings
-from bot.slack import SlackBot
+from bot.slack import INSTALL_PATH, REDIRECT_PATH, SlackBot
 from bot.storage import SqlStore
 from bot.storage import migrate as run_migrations
 from bot.tasks import TaskSupervisor
@@ -174,7 +176,7 @@ def create_app(
 
     slack = None
     if settings.slack_enabled:
-        slack = SlackBot(runtime, client=slack_client)
+        slack = SlackBot(runtime, client=slack_client, engine=engine)
         app[SLACK] = slack
     slack_handler: Handler = (
         slack.handle if slack is not None and slack.http_enabled else _not_configured("Slack")
@@ -202,6 +204,10 @@ def create_app(
         )
 
     app.router.add_post("/slack/events", slack_handler)
+    if slack is not None and slack.oauth:
+        # "Add to Slack" for any workspace (MAILFIX_SLACK_CLIENT_ID / _CLIENT_SECRET).
+        app.router.add_get(INSTALL_PATH, slack.install)
+        app.router.add_get(REDIRECT_PATH, slack.oauth_redirect)
     app.router.add_post("/api/messages", teams_handler)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

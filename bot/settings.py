@@ -67,6 +67,15 @@ class Settings(CheckSettings):
     """Where results go: `dm` (a direct message) or `ephemeral` (in the channel that asked)."""
     slack_lookup_email: bool = True
     """Prefill the person's address from their Slack profile (scope `users:read.email`)."""
+    slack_client_id: str | None = None
+    """Client ID of the Slack app: with the client secret, mailfix can be installed in several
+    workspaces (OAuth, `GET /slack/install`), each workspace's bot token kept in the database.
+    Unset: the single workspace of MAILFIX_SLACK_BOT_TOKEN."""
+    slack_client_secret: SecretStr | None = None
+    """Client secret of the Slack app (multi-workspace install, with the client ID)."""
+    slack_redirect_uri: str | None = None
+    """The OAuth redirect URL registered in the Slack app (`https://…/slack/oauth_redirect`);
+    unset: the one registered in the app's settings."""
 
     # --- Teams -------------------------------------------------------------------------------
     teams_app_id: str | None = None
@@ -164,9 +173,15 @@ class Settings(CheckSettings):
         return data
 
     @property
+    def slack_oauth(self) -> bool:
+        """Installed through OAuth in any number of workspaces (client ID and secret set)."""
+        return bool(self.slack_client_id) and self.slack_client_secret is not None
+
+    @property
     def slack_enabled(self) -> bool:
-        """HTTP Slack needs the signing secret; Socket Mode needs the app token instead."""
-        return self.slack_bot_token is not None and (
+        """HTTP Slack needs the signing secret; Socket Mode needs the app token instead. A bot
+        token, or OAuth installs (the workspaces' tokens are in the database)."""
+        return (self.slack_bot_token is not None or self.slack_oauth) and (
             self.slack_signing_secret is not None or self.slack_app_token is not None
         )
 
@@ -178,6 +193,7 @@ class Settings(CheckSettings):
                 self.slack_bot_token,
                 self.slack_signing_secret,
                 self.slack_app_token,
+                self.slack_client_secret,
                 self.teams_app_password,
                 self.client_secret,
                 self.client_certificate_password,

@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs
@@ -30,15 +31,20 @@ from urllib.parse import parse_qs
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.helpdesk_channels import SlackHelpdesk
 from bot.limits import BadBody, parse_json_object, text_of
+from bot.manifests import SLACK_SCOPES
 from bot.runtime import Runtime
 from bot.settings import ReplyMode
 from cards import Target, render
@@ -358,6 +364,52 @@ def _person(user: Mapping[str, Any], team: str | None, email: str | None) -> Per
     )
 
 
+# The workspace (team id) of the turn being handled; background work started by the turn
+# inherits it (tasks copy the context).
+CURRENT_TEAM: ContextVar[str | None] = ContextVar("mailfix_slack_team", default=None)
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+OAUTH_STATE_SECONDS = 600  # an "Add to Slack" click must come back within 10 minutes
+TOKEN_TTL = 60.0  # seconds a workspace's bot token is cached (a reinstall changes it)
+
+
+class WorkspaceClient(AsyncWebClient):
+    """The Web API client of a multi-workspace install: each call carries the bot token of
+    the workspace the current turn came from (`CURRENT_TEAM`), read from the installation
+    store (slack_sdk's `AsyncSQLAlchemyInstallationStore` on our `slack_bots` table)."""
+
+    def __init__(self, installations: AsyncSQLAlchemyInstallationStore, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.installations = installations
+        self._tokens: dict[str, tuple[float, str | None]] = {}
+
+    async def api_call(
+        self, api_method: str, *, params: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
+        team = CURRENT_TEAM.get()
+        has_token = "token" in (params or {}) or "token" in (kwargs.get("json") or {})
+        if team and not has_token and api_method != "oauth.v2.access":
+            token = await self._token(team)
+            if token:
+                params = {**(params or {}), "token": token}
+        return await super().api_call(api_method, params=params, **kwargs)
+
+    async def _token(self, team: str) -> str | None:
+        cached = self._tokens.get(team)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        bot = await self.installations.async_find_bot(enterprise_id=None, team_id=team)
+        token = bot.bot_token if bot is not None else None
+        self._tokens[team] = (time.monotonic() + TOKEN_TTL, token)
+        return token
+
+
+def _bolt_get(request: web.Request) -> AsyncBoltRequest:
+    return AsyncBoltRequest(
+        body="", query=request.query_string, headers={k: v for k, v in request.headers.items()}
+    )
+
+
 class SlackCaseChannel(SlackHelpdesk):
     """The Slack helpdesk channel (`bot.helpdesk_channels.SlackHelpdesk`), whose question to a
     person comes with an "Answer" button: it opens a small modal, and the answer goes back to
@@ -429,17 +481,60 @@ def _question_typed(body: Mapping[str, Any]) -> str | None:
 class SlackBot:
     """The bolt app, its Web API client, and the translation both ways."""
 
-    def __init__(self, runtime: Runtime, *, client: AsyncWebClient | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        client: AsyncWebClient | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        """`engine`: the server's database, where OAuth installs keep each workspace's bot
+        token (MAILFIX_SLACK_CLIENT_ID / _CLIENT_SECRET; tables of migration 0002)."""
         settings = runtime.settings
-        if settings.slack_bot_token is None:
+        self.oauth = settings.slack_oauth
+        if settings.slack_bot_token is None and not self.oauth:
             raise ValueError("MAILFIX_SLACK_BOT_TOKEN is not set")
+        if self.oauth and engine is None:
+            raise ValueError("installing in several workspaces needs the SQL database")
         self.runtime = runtime
         self.mode = settings.slack_reply_mode
-        self.client = client or AsyncWebClient(
-            token=settings.slack_bot_token.get_secret_value(),
-            base_url=settings.slack_api_url,
-            logger=logging.getLogger("slack_sdk.web"),
-        )
+        installations = None
+        oauth_settings = None
+        if self.oauth:
+            assert settings.slack_client_id and settings.slack_client_secret and engine
+            installations = AsyncSQLAlchemyInstallationStore(
+                client_id=settings.slack_client_id,
+                engine=engine,
+                logger=logging.getLogger("slack_sdk.oauth"),
+            )
+            oauth_settings = AsyncOAuthSettings(
+                client_id=settings.slack_client_id,
+                client_secret=settings.slack_client_secret.get_secret_value(),
+                scopes=list(SLACK_SCOPES),
+                redirect_uri=settings.slack_redirect_uri,
+                install_path=INSTALL_PATH,
+                redirect_uri_path=REDIRECT_PATH,
+                installation_store=installations,
+                state_store=AsyncSQLAlchemyOAuthStateStore(
+                    expiration_seconds=OAUTH_STATE_SECONDS,
+                    engine=engine,
+                    logger=logging.getLogger("slack_sdk.oauth"),
+                ),
+            )
+        if client is None and installations is not None:
+            client = WorkspaceClient(
+                installations,
+                base_url=settings.slack_api_url,
+                logger=logging.getLogger("slack_sdk.web"),
+            )
+        elif client is None:
+            assert settings.slack_bot_token is not None
+            client = AsyncWebClient(
+                token=settings.slack_bot_token.get_secret_value(),
+                base_url=settings.slack_api_url,
+                logger=logging.getLogger("slack_sdk.web"),
+            )
+        self.client = client
         # Only connection errors are retried by default; 429 needs its own handler (§A11).
         self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
         secret = settings.slack_signing_secret
@@ -455,6 +550,7 @@ class SlackBot:
             # Socket Mode needs no signature.
             request_verification_enabled=False,
             logger=logging.getLogger("slack_bolt.mailfix"),
+            oauth_settings=oauth_settings,
         )
         self._emails: dict[str, tuple[float, str | None]] = {}
         self.app.use(self._dedupe)
@@ -513,10 +609,31 @@ class SlackBot:
         response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
+    async def install(self, request: web.Request) -> web.Response:
+        """`GET /slack/install`: the "Add to Slack" page (OAuth installs only)."""
+        flow = self.app.oauth_flow
+        if flow is None:
+            return _refusal(404, "not_configured", "Installing in several workspaces is off.")
+        response = await flow.handle_installation(_bolt_get(request))
+        return await to_aiohttp_response(response)
+
+    async def oauth_redirect(self, request: web.Request) -> web.Response:
+        """`GET /slack/oauth_redirect`: Slack sends the installer back here with a code; the
+        state is checked (cookie and database, once), the code exchanged (`oauth.v2.access`)
+        and the workspace's installation stored."""
+        flow = self.app.oauth_flow
+        if flow is None:
+            return _refusal(404, "not_configured", "Installing in several workspaces is off.")
+        response = await flow.handle_callback(_bolt_get(request))
+        return await to_aiohttp_response(response)
+
     # --- listeners (each acks at once and hands the rest to the supervisor) --------------------
 
     async def _dedupe(self, req: AsyncBoltRequest, resp: BoltResponse, next: Any) -> Any:
-        """Platform retries (`X-Slack-Retry-Num`) and duplicate deliveries: handle once."""
+        """Platform retries (`X-Slack-Retry-Num`) and duplicate deliveries: handle once.
+        Also notes the workspace this turn came from: with OAuth installs, every Web API call
+        the turn makes (its background work included) uses that workspace's bot token."""
+        CURRENT_TEAM.set(req.context.team_id)
         body = req.body
         event_id = body.get("event_id") if isinstance(body, dict) else None
         if (

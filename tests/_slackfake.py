@@ -12,6 +12,7 @@ deterministically (`await fake.wait_for("chat.update", 2)`), never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import itertools
 import json
@@ -102,6 +103,13 @@ class FakeSlack:
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     # channel id -> name (conversations.info); other ids are channel_not_found
     channel_names: dict[str, str] = field(default_factory=dict)
+    # OAuth installs (oauth.v2.access): the app's client id and secret, and code -> the
+    # workspace that installed with it ({"team": "T…", "token": "xoxb-…"}); the bot tokens of
+    # installed workspaces are accepted like `token`
+    client_id: str = "1111111111.2222222222"
+    client_secret: str = "fake0client0secret0value00000000"
+    oauth_codes: dict[str, dict[str, str]] = field(default_factory=dict)
+    installed: dict[str, str] = field(default_factory=dict)  # bot token -> team id
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: TestServer | None = None
@@ -166,10 +174,18 @@ class FakeSlack:
         gate = self.gates.get(method)
         if gate is not None:
             await gate.wait()
-        # Socket Mode's connection call is the one method that takes the app-level token.
-        token = self.app_token if method == "apps.connections.open" else self.token
-        if request.headers.get("Authorization") != f"Bearer {token}":
+        # Socket Mode's connection call is the one method that takes the app-level token;
+        # oauth.v2.access takes the app's client id and secret (HTTP Basic).
+        given = request.headers.get("Authorization", "")
+        if method == "oauth.v2.access":
+            return web.json_response(self._oauth_v2_access(body, given))
+        tokens = {self.app_token} if method == "apps.connections.open" else {self.token}
+        if method != "apps.connections.open":
+            tokens |= set(self.installed)
+        if given not in {f"Bearer {t}" for t in tokens}:
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        if method == "auth.test":  # which workspace's token asks
+            body = {**body, "token": given.removeprefix("Bearer ")}
         if method in self.errors:
             extra = self.error_fields.get(method, {})
             return web.json_response({"ok": False, "error": self.errors[method], **extra})
@@ -219,12 +235,37 @@ class FakeSlack:
     def _next_ts(self) -> str:
         return f"{1763800000 + next(self._ts)}.000100"
 
+    def _oauth_v2_access(self, body: dict[str, Any], authorization: str) -> dict[str, Any]:
+        """https://api.slack.com/methods/oauth.v2.access: the code of an "Add to Slack" click
+        exchanged for the workspace's bot token (once)."""
+        basic = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        posted = (body.get("client_id"), body.get("client_secret"))
+        if authorization != f"Basic {basic}" and posted != (self.client_id, self.client_secret):
+            return {"ok": False, "error": "invalid_client_id"}
+        install = self.oauth_codes.pop(str(body.get("code", "")), None)
+        if install is None:
+            return {"ok": False, "error": "invalid_code"}
+        self.installed[install["token"]] = install["team"]
+        return {
+            "ok": True,
+            "access_token": install["token"],
+            "token_type": "bot",
+            "scope": "commands,chat:write,im:write",
+            "bot_user_id": BOT_USER,
+            "app_id": "A0MAILFIX",
+            "team": {"id": install["team"], "name": install.get("name", "Fabrikam")},
+            "enterprise": None,
+            "authed_user": {"id": install.get("user", "U0INSTALLER")},
+            "is_enterprise_install": False,
+        }
+
     def _auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
+        token = str(body.get("token") or "")
         return {
             "url": "https://contoso.slack.com/",
             "team": "Contoso",
             "user": "mailfix",
-            "team_id": TEAM,
+            "team_id": self.installed.get(token, TEAM),
             "user_id": BOT_USER,
             "bot_id": "B0MAILFIX",
             "is_enterprise_install": False,
@@ -370,11 +411,12 @@ class SlackRequests:
         channel: str = CHANNEL,
         trigger: str = "T-1",
         timestamp: int | None = None,
+        team: str = TEAM,
     ) -> tuple[str, dict[str, str]]:
         return self.form(
             {
                 "token": "legacy-verification-value",
-                "team_id": TEAM,
+                "team_id": team,
                 "team_domain": "contoso",
                 "channel_id": channel,
                 "channel_name": "general",

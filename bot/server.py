@@ -191,7 +191,7 @@ def create_app(
         if slack is not None:
             channels[Platform.SLACK] = slack.helpdesk_channel()
             runtime.tellers[Platform.SLACK] = slack.tell_person
-        teams_channel = _teams_channel(teams_handler)
+        teams_channel = _teams_channel(runtime.extras.get("teams_bot") or teams_handler)
         if teams_channel is not None:
             channels[Platform.TEAMS] = teams_channel
         build_helpdesk(
@@ -364,9 +364,10 @@ async def _housekeeping(runtime: Runtime, store: SqlStore, every: float) -> None
                 log.warning("could not tell the person of diagnosis %s", diagnosis.id)
 
 
-def _teams_channel(handler: Handler) -> Any:
-    """The Teams bot's helpdesk channel (`helpdesk_channel()`), when it provides one."""
-    bot = getattr(handler, "__self__", None)
+def _teams_channel(found: Any) -> Any:
+    """The Teams bot's helpdesk channel (`helpdesk_channel()`), when it provides one. `found`:
+    the bot (`runtime.extras["teams_bot"]`) or its bound handler."""
+    bot = getattr(found, "__self__", found)
     make = getattr(bot, "helpdesk_channel", None)
     if not callable(make):
         return None

@@ -765,6 +765,12 @@ class SlackBot:
             if not limit.allowed:
                 await self.send(target, Notice(text=self.runtime.limiter.message(limit)))
                 return
+        if turn.action is Action.ESCALATE:
+            # The case card names the person as the helpdesk knows them (users.info).
+            name = await self._name_of(target.user, turn.person.name or target.user)
+            email = turn.person.email or self._cached_email(target.user)
+            person = turn.person.model_copy(update={"name": name, "email": email})
+            turn = turn.model_copy(update={"person": person})
         await self._stream(target, self.runtime.conversation.act(turn))
 
     # --- the helpdesk loop -----------------------------------------------------------------------
@@ -918,6 +924,7 @@ class SlackBot:
             found = info.get("user") or {}
             profile = found.get("profile") or {}
             name = profile.get("real_name") or found.get("real_name") or fallback
+            self._emails[user] = (time.monotonic() + EMAIL_TTL, profile.get("email") or None)
         except SlackApiError as exc:
             log.info("users.info failed for %s: %s", user, exc.response.get("error"))
         self._names[user] = (time.monotonic() + EMAIL_TTL, str(name))

@@ -6,7 +6,7 @@ helpdesk agent, not an approver) claims it, asks a question that Ana answers fro
 clicks Approve — refused, only to him, nothing sent to the tenant, audited; Bo (an approver)
 approves: the fix is applied to the sandbox tenant once, the checks run again and pass, the
 case card shows it in place and Ana is told in plain words. A second click and a redelivered
-click change nothing.
+click change nothing. Sam resolves the case; Ana is told.
 """
 
 from __future__ import annotations
@@ -173,6 +173,7 @@ async def test_escalate_claim_ask_answer_refuse_approve_applied_rechecked_person
         )
         assert "1" in receipt and "#it-helpdesk" in receipt
         posted = next(c for c in bot.slack.of("chat.postMessage") if c.body["channel"] == HELPDESK)
+        assert "Ana Silva" in texts([posted])  # her name as the helpdesk knows it
         card_buttons = buttons(posted.body["blocks"])
         assert card_buttons[CaseAction.CLAIM.value] == "1"
         proposal = card_buttons[CaseAction.APPROVE.value]
@@ -240,6 +241,14 @@ async def test_escalate_claim_ask_answer_refuse_approve_applied_rechecked_person
         assert tenant.writes == [ENABLE]
         applied = [a for _, a in await audit(bot) if a == "fix.applied"]
         assert applied == ["fix.applied"]
+        # --- Sam resolves: Ana is told, the card has no more case buttons -------------------
+        await bot.post(click(bot, CaseAction.RESOLVE.value, "1", SAM))
+        await dm_to(bot, ANA, "Sam Rivera from the helpdesk marked your case 1 as resolved.")
+        await bot.runtime.supervisor.wait_idle()
+        last = [c for c in bot.slack.of("chat.update") if c.body["channel"] == HELPDESK][-1]
+        assert not {CaseAction.CLAIM.value, CaseAction.RESOLVE.value, CaseAction.ASK.value} & set(
+            buttons(last.body["blocks"])
+        )
         print("\naudit trail of case 1:")
         for entry in await bot.runtime.cases.trail(case_number=1):  # type: ignore[union-attr]
             print(f"  {entry.at:%H:%M:%S} {entry.actor_name:<10} {entry.action:<26} {entry.detail}")

@@ -124,6 +124,12 @@ class Runtime:
     tellers: dict[Platform, Teller] = field(default_factory=dict)
     shared_limit: SharedLimit | None = None  # the rate limit counted in the database
 
+    async def peek(self, person_id: str) -> Verdict:
+        """Would a diagnosis be allowed now? Takes nothing (a command, before its form)."""
+        if self.shared_limit is not None:
+            return await self.shared_limit.check(person_id)
+        return self.limiter.peek(person_id)
+
     async def take(self, person_id: str) -> Verdict:
         """May this person start a diagnosis now? Across replicas when the database counts."""
         if self.shared_limit is not None:

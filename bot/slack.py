@@ -648,7 +648,7 @@ class SlackBot:
 
     async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
         user = body.get("user_id", "")
-        limit = self.runtime.limiter.peek(user)
+        limit = await self.runtime.peek(user)  # one indexed count: well inside the 3 s
         if not limit.allowed:
             # Only-you text as the ack itself: nothing to open, nothing to run.
             await ack(text=self.runtime.limiter.message(limit), response_type="ephemeral")

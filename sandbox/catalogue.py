@@ -1261,10 +1261,10 @@ def _tenant_scenarios(onprem: Host) -> list[Scenario]:
             "(AADSTS53003); Outlook with modern auth is not.",
             [
                 tenant_ok(IMAP, "conditional-access-block", {**CA_FAIL, "tenant.signins": F}),
-                tenant_ok(MOBILE, "conditional-access-block", {**CA_FAIL, "tenant.signins": F}),
-                # No Outlook expectation: Outlook with modern auth is not blocked, but the IMAP
-                # app's refusals are in ana's sign-in log and mailfix ranks them for Outlook too
-                # (whether "Outlook" might be Outlook over IMAP is the diagnosis's call).
+                # The phone is blocked by the policy; the IMAP app's refusals in the sign-in log
+                # are not the phone's, and neither are they Outlook's (modern auth: not blocked).
+                tenant_ok(MOBILE, "conditional-access-block", CA_FAIL),
+                tenant_ok(OUTLOOK, DEVICE),
             ],
             ca_policies=(block_legacy,),
             signins=signins(53003, IMAP, policy=block_legacy),

@@ -466,6 +466,20 @@ async def test_signins_ignore_other_resources() -> None:
     assert f.status is Status.PASS
 
 
+async def test_signins_of_another_app_do_not_explain_this_one() -> None:
+    imap = tuple(_signin(53003, m, client_app_used="IMAP4") for m in (5, 15))
+    locked = _signin(50053, 25, client_app_used="IMAP4")
+    async with tenant(signins=imap) as probe:
+        outlook = await run(probe, SIGNINS, Client.OUTLOOK)
+        imap_app = await run(probe, SIGNINS, Client.IMAP)
+    assert outlook.status is Status.PASS and outlook.evidence["other_apps_failing"] == ["IMAP4"]
+    assert "other apps did fail (IMAP4)" in outlook.summary
+    assert imap_app.status is Status.FAIL and imap_app.evidence["top_code"] == 53003
+    async with tenant(signins=(locked,)) as probe:  # the account itself: every app
+        f = await run(probe, SIGNINS, Client.OUTLOOK)
+    assert f.status is Status.FAIL and f.evidence["top_code"] == 50053
+
+
 async def test_signins_need_a_premium_tenant() -> None:
     async with tenant(premium=False) as probe:
         f = await run(probe, SIGNINS)

@@ -150,6 +150,37 @@ _EXCHANGE_CLIENT_APPS = frozenset(
 )
 
 
+# Failures about the account itself, whatever app signs in: they matter to every client.
+_ACCOUNT_CODES = frozenset({50034, 50053, 50055, 50057, 50144, 51004})
+# The `clientAppUsed` values of each client family's sign-ins (reference §5.4), lower case.
+_CLIENT_APPS: dict[Client, frozenset[str]] = {
+    Client.OUTLOOK: frozenset(
+        {
+            "mobile apps and desktop clients",
+            "mapi over http",
+            "exchange web services",
+            "outlook anywhere (rpc over http)",
+            "autodiscover",
+            "offline address book",
+        }
+    ),
+    Client.MOBILE: frozenset({"exchange activesync", "mobile apps and desktop clients"}),
+    Client.IMAP: frozenset({"imap4"}),
+    Client.POP: frozenset({"pop3"}),
+    Client.SMTP: frozenset({"authenticated smtp"}),
+    Client.WEB: frozenset({"browser"}),
+}
+
+
+def _concerns(s: SignIn, client: Client) -> bool:
+    """Whether a failed sign-in can explain this client's trouble: the account's own problems
+    always do; an app's refusal only for the app family that signed in."""
+    if client is Client.ALL or s.status.error_code in _ACCOUNT_CODES:
+        return True
+    used = (s.client_app_used or "").lower()
+    return not used or used in _CLIENT_APPS[client]
+
+
 def _meaning(code: int) -> tuple[str, str]:
     if 80001 <= code <= 80013:
         return (
@@ -217,15 +248,34 @@ async def _signins(ctx: CheckContext) -> Finding:
     except TenantError as exc:
         return tenant_error_finding(SIGNINS, exc, found.requests, reading="sign-in logs")
     now = datetime.now(UTC)
-    relevant = [s for s in read.value if _to_exchange(s)]
+    relevant = [s for s in read.value if _to_exchange(s) and _concerns(s, ctx.client)]
     failures = [s for s in relevant if s.status.error_code != 0]
+    others = sorted(
+        {
+            s.client_app_used or "another app"
+            for s in read.value
+            if _to_exchange(s) and s.status.error_code != 0 and not _concerns(s, ctx.client)
+        }
+    )
     requests = list(read.requests)
     if not failures:
+        elsewhere = (
+            f" Sign-ins from other apps did fail ({', '.join(others)}); they do not explain "
+            "this app's trouble."
+            if others
+            else ""
+        )
         return SIGNINS.finding(
             Status.PASS,
-            "No sign-in to Exchange Online failed in the last 48 hours"
-            + (f" ({len(relevant)} succeeded)." if relevant else "."),
-            evidence={"problem": None, "failures": [], "requests": requests},
+            "No sign-in to Exchange Online from this kind of app failed in the last 48 hours"
+            + (f" ({len(relevant)} succeeded)." if relevant else ".")
+            + elsewhere,
+            evidence={
+                "problem": None,
+                "failures": [],
+                "other_apps_failing": others,
+                "requests": requests,
+            },
         )
     listed: list[dict[str, Any]] = [
         {

@@ -313,18 +313,15 @@ async def _leased(hold: Any, diagnosis_id: str, owner: str) -> AsyncIterator[Non
         return
 
     async def renew() -> None:
+        # Taken at once and renewed beside the work: the checks never wait for the database.
         while True:
-            await asyncio.sleep(DIAGNOSIS_LEASE / 3)
             try:
                 if not await hold(diagnosis_id, owner, DIAGNOSIS_LEASE):
                     return  # ended, or failed by housekeeping meanwhile
             except Exception:  # a database hiccup: the next beat tries again
                 log.warning("could not renew the lease on diagnosis %s", diagnosis_id)
+            await asyncio.sleep(DIAGNOSIS_LEASE / 3)
 
-    try:
-        await hold(diagnosis_id, owner, DIAGNOSIS_LEASE)
-    except Exception:
-        log.warning("could not take the lease on diagnosis %s", diagnosis_id)
     beat = asyncio.create_task(renew(), name=f"lease:{diagnosis_id}")
     try:
         yield

@@ -480,6 +480,14 @@ async def test_signins_of_another_app_do_not_explain_this_one() -> None:
     assert f.status is Status.FAIL and f.evidence["top_code"] == 50053
 
 
+async def test_disabled_account_refusals_are_history_once_it_is_enabled() -> None:
+    refused = tuple(_signin(50057, m, client_app_used="IMAP4") for m in (5, 15))
+    async with tenant(signins=refused) as probe:  # ana's account is enabled in this tenant
+        f = await run(probe, SIGNINS, Client.IMAP)
+    assert f.status is Status.WARN and f.evidence["still_failing"] is False
+    assert any("enabled now" in s for s in f.next_steps)
+
+
 async def test_signins_need_a_premium_tenant() -> None:
     async with tenant(premium=False) as probe:
         f = await run(probe, SIGNINS)

@@ -295,6 +295,9 @@ async def _signins(ctx: CheckContext) -> Finding:
     meaning, advice = _meaning(top_code)
     policy = _failed_policy(top) if top_code in _CA_CODES else None
     still_failing = relevant[0].status.error_code != 0
+    enabled_since = relevant[0].status.error_code == 50057 and user.account_enabled is True
+    if enabled_since:  # the account was enabled after these refusals: they are history
+        still_failing = False
     how = f" with {top.client_app_used}" if top.client_app_used else ""
     named = f" (policy {policy})" if policy else ""
     summary = (
@@ -307,7 +310,11 @@ async def _signins(ctx: CheckContext) -> Finding:
         steps.append(
             f"The policy is '{policy}' (Entra admin center > Protection > Conditional Access)."
         )
-    if not still_failing:
+    if enabled_since:
+        steps.append(
+            "The account is enabled now; these refusals came before. Sign in again in the app."
+        )
+    elif not still_failing:
         steps.append("The latest sign-in succeeded, so this may already be solved.")
     evidence: dict[str, Any] = {
         "problem": "signin-failures",

@@ -884,7 +884,7 @@ class TeamsBot:
         if isinstance(activity.value, dict):  # an Action.Submit fallback (§B4)
             data = dict(activity.value)
             verb = data.pop("verb", None)
-            if verb in CASE_VERBS:
+            if isinstance(verb, str) and verb in CASE_VERBS:
                 target = Recipient(reference=TurnContext.get_conversation_reference(activity))
                 words = await self._case_submit(activity, str(verb), data)
                 self._after(self._stream(target, Notice(text=words), None), target, "teams.case")
@@ -984,7 +984,7 @@ class TeamsBot:
         data = action.get("data")
         data = dict(data) if isinstance(data, dict) else {}
         data.pop("verb", None)
-        if action.get("verb") in CASE_VERBS:
+        if isinstance(action.get("verb"), str) and action["verb"] in CASE_VERBS:
             return await self._case_invoke(activity, str(action["verb"]), data)
         target, first, rest = await self._card_turn(activity, action.get("verb"), data)
         response, leftover = self._answer(target, first)

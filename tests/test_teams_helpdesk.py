@@ -509,3 +509,25 @@ async def test_the_person_may_simply_type_the_answer(tmp_path: Path) -> None:
         assert (await told(bot, 3)).text == HELP_TEXT
         trail = [e.action for e in await desk.cases.trail(case_number=1)]
         assert trail.count("case.answered") == 1
+
+
+async def test_odd_case_button_data_gets_an_answer_never_a_500(tmp_path: Path) -> None:
+    async with helpdesk_server(tmp_path) as desk:
+        bot = desk.bot
+        odd: list[tuple[str, dict[str, Any]]] = [
+            (CaseAction.CLAIM.value, {"case": {"number": 1}}),
+            (CaseAction.CLAIM.value, {"case": True}),
+            (CaseAction.APPROVE.value, {"proposal": ["x"]}),
+            (CaseAction.APPROVE.value, {"proposal": "no-such-fix"}),
+            (CaseAction.REFRESH.value, {"case": "99"}),
+            (CaseAction.ASK.value, {"case": 1, QUESTION_INPUT: {"a": 1}}),
+            (ANSWER, {"case": 1, ANSWER_INPUT: ["x"]}),
+        ]
+        for verb, data in odd:
+            activity = bot.teams.in_thread(
+                verb, data, thread="19:x@thread.tacv2", card_id="1", user=BO_ID
+            )
+            response = await bot.post(activity)
+            assert response.status in (200, 400), (verb, data, await response.text())
+        assert await desk.cases.case(1) is None
+        assert bot.connector.created == []

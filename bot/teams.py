@@ -91,6 +91,7 @@ from botframework.connector.auth import (
     JwtTokenValidation,
     UserTokenClient,
 )
+from botframework.connector.teams import TeamsConnectorClient
 from jwt.algorithms import RSAAlgorithm
 
 from bot.limits import BadBody, parse_json_object
@@ -152,6 +153,8 @@ CASE_VERBS = frozenset(a.value for a in CaseAction) | {ANSWER}
 # conversation_refs keys: what any replica needs to post proactively (§B5).
 TEAM_KEY = "teams:team:{}"  # a team the app is installed in: its reference and details
 SERVICE_URL_KEY = "teams:service_url"  # the latest installation's service URL and tenant
+HELPDESK_TEAM_KEY = "teams:helpdesk_team"  # the installed team that holds the helpdesk channel
+CHANNELS_TIMEOUT = 10.0
 PERSON_KEY = "teams:person:{}"  # a person's personal chat with the bot (by Entra object id)
 WAITING_KEY = "teams:waiting:{}"  # the case whose question a person (Entra id) may answer
 USER_KEY = "teams:user:{}"  # an Entra object id's Teams user id (MRI, "29:…")
@@ -934,11 +937,14 @@ class TeamsBot:
         if removed:
             self._after(self._save_team(activity, team, installed=False), None, "teams.team")
         elif added or isinstance(activity.service_url, str):
-            self._after(self._save_team(activity, team, installed=True), None, "teams.team")
+            work = self._save_team(activity, team, installed=True, channels=True)
+            self._after(work, None, "teams.team")
 
     async def _save_team(
-        self, activity: Activity, team: dict[str, Any], *, installed: bool
+        self, activity: Activity, team: dict[str, Any], *, installed: bool, channels: bool = False
     ) -> None:
+        """Store the team's installation; `channels`: also read its channels (installation
+        events only, not every message from a team)."""
         save = getattr(self.runtime.store, "save_conversation_ref", None)
         service_url = activity.service_url
         if save is None or not isinstance(service_url, str):
@@ -956,19 +962,51 @@ class TeamsBot:
         }
         await save(TEAM_KEY.format(team["id"]), Platform.TEAMS, record)
         load = getattr(self.runtime.store, "conversation_ref", None)
-        latest = await load(SERVICE_URL_KEY) if load is not None and not installed else None
-        if latest is not None and latest.get("team_id") == team["id"]:
-            # The team whose service URL we post with has removed the app: say so on posting.
-            await save(SERVICE_URL_KEY, Platform.TEAMS, {**latest, "installed": False})
-            self._service_url_saved = None
-        if installed:
-            await save(
-                SERVICE_URL_KEY,
-                Platform.TEAMS,
-                {k: v for k, v in record.items() if k != "reference"},
-            )
-            self._service_url_saved = (service_url, tenant)
+        for key in (SERVICE_URL_KEY, HELPDESK_TEAM_KEY):
+            latest = await load(key) if load is not None and not installed else None
+            if latest is not None and latest.get("team_id") == team["id"]:
+                # The team we post with has removed the app: say so on posting.
+                await save(key, Platform.TEAMS, {**latest, "installed": False})
+                self._service_url_saved = None
         log.info("Teams: the app is %s team %s", "in" if installed else "no longer in", team["id"])
+        if not installed:
+            return
+        summary = {k: v for k, v in record.items() if k != "reference"}
+        await save(SERVICE_URL_KEY, Platform.TEAMS, summary)
+        self._service_url_saved = (service_url, tenant)
+        listed = await self._channels_of(record) if channels else None
+        if listed is None:
+            return
+        await save(TEAM_KEY.format(team["id"]), Platform.TEAMS, {**record, "channels": listed})
+        wanted = self.runtime.settings.helpdesk_teams_channel
+        named = next((c for c in listed if c["id"] == wanted), None)
+        if named is not None:
+            # This team holds the helpdesk channel: post with it, whoever installs the app
+            # elsewhere later (another team, another tenant).
+            helpdesk = {**summary, "channel_name": named["name"] or "General"}
+            await save(HELPDESK_TEAM_KEY, Platform.TEAMS, helpdesk)
+
+    async def _channels_of(self, record: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The team's channels (GET /v3/teams/{id}/conversations), or None when not to be had."""
+        reference = ConversationReference().deserialize(record["reference"])
+        found: list[dict[str, Any]] = []
+
+        async def logic(ctx: TurnContext) -> None:
+            client = ctx.turn_state.get(self.adapter.BOT_CONNECTOR_CLIENT_KEY)
+            teams = TeamsConnectorClient(client.config.credentials, record["service_url"])
+            # The SDK's Teams client is synchronous (requests): off the event loop.
+            async with asyncio.timeout(CHANNELS_TIMEOUT):
+                listed = await asyncio.to_thread(teams.teams.get_teams_channels, record["team_id"])
+            for channel in listed.conversations or []:
+                if isinstance(channel.id, str) and channel.id:
+                    found.append({"id": channel.id, "name": channel.name or None})
+
+        try:
+            await self._continue(Recipient(reference=reference), logic)
+        except Exception as exc:  # a nicety: posting still works from the service URL
+            log.info("the channels of Teams team %s: %s", record["team_id"], type(exc).__name__)
+            return None
+        return found
 
     async def on_card_action(self, ctx: TurnContext) -> InvokeResponse:
         activity = ctx.activity
@@ -1426,9 +1464,20 @@ class TeamsHelpdesk:
         load = getattr(self.bot.runtime.store, "conversation_ref", None)
         return await load(key) if load is not None else None
 
+    async def _installation(self) -> dict[str, Any] | None:
+        """Where to post from: the installed team that holds the helpdesk channel, else the
+        latest installation seen (the service URL is the organisation's either way)."""
+        helpdesk = await self._ref(HELPDESK_TEAM_KEY)
+        if helpdesk is not None and helpdesk.get("installed") is not False:
+            return helpdesk
+        return helpdesk or await self._ref(SERVICE_URL_KEY)
+
     async def where(self) -> str:
-        installed = await self._ref(SERVICE_URL_KEY)
+        installed = await self._installation()
         team = installed.get("team_name") if installed else None
+        channel = installed.get("channel_name") if installed else None
+        if team and channel:
+            return f"the {channel} channel of {team}"
         return f"the Teams helpdesk channel of {team}" if team else "the Teams helpdesk channel"
 
     async def post(self, platform: Platform, card: CardSpec) -> Posted:
@@ -1448,15 +1497,20 @@ class TeamsHelpdesk:
     async def start_thread(self, card: CardSpec) -> dict[str, Any]:
         """Post `card` as a new thread in the helpdesk channel; its ref. PostFailed says why not."""
         channel = self.channel or ""
-        installed = await self._ref(SERVICE_URL_KEY)
+        installed = await self._installation()
         if not installed or not isinstance(installed.get("service_url"), str):
             raise PostFailed(NOT_INSTALLED)
         if installed.get("installed") is False:
             team = installed.get("team_name") or installed.get("team_id")
+            which = (
+                "which holds the helpdesk channel"
+                if installed.get("channel_name")
+                else "the last one mailfix saw it installed in"
+            )
             raise PostFailed(
-                f"the mailfix app was removed from the team {team}, the last one mailfix saw "
-                "it installed in. Add it again to the team that holds the helpdesk channel (in "
-                "Teams: the team's More options > Manage team > Apps)."
+                f"the mailfix app was removed from the team {team}, {which}. Add it again to "
+                "the team that holds the helpdesk channel (in Teams: the team's More options > "
+                "Manage team > Apps)."
             )
         service_url: str = installed["service_url"]
         tenant = installed.get("tenant_id")

@@ -89,6 +89,12 @@ class FakeConnector:
     # 401 for a token the service does not accept (§B5).
     refuse_create: int | None = None
     channels: set[str] = field(default_factory=lambda: {HELPDESK_CHANNEL})
+    # GET /v3/teams/{id}/conversations: each team's channels (the General one has no name).
+    team_channels: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {
+            TEAM_ID: [{"id": TEAM_ID}, {"id": HELPDESK_CHANNEL, "name": "Helpdesk"}]
+        }
+    )
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: TestServer | None = None
@@ -100,6 +106,7 @@ class FakeConnector:
         app.router.add_post("/v3/conversations/{conv}/activities/{id}", self._send)
         app.router.add_put("/v3/conversations/{conv}/activities/{id}", self._update)
         app.router.add_get("/v3/conversations/{conv}/members/{member}", self._member)
+        app.router.add_get("/v3/teams/{team}/conversations", self._team_channels)
         self._server = TestServer(app, host="127.0.0.1", port=0)
         await self._server.start_server()
         return self.url
@@ -203,6 +210,16 @@ class FakeConnector:
             return web.json_response({"error": error}, status=403)
         await self._record(call)
         return web.json_response({"id": activity_id})
+
+    async def _team_channels(self, request: web.Request) -> web.Response:
+        team = request.match_info["team"]
+        call = Call("GET", team, "channels", {}, authorization=request.headers.get("Authorization"))
+        await self._record(call)
+        channels = self.team_channels.get(team)
+        if channels is None:
+            error = {"code": "NotFound", "message": "team not found"}
+            return web.json_response({"error": error}, status=404)
+        return web.json_response({"conversations": channels})
 
     async def _member(self, request: web.Request) -> web.Response:
         member = self.members.get(request.match_info["member"])
@@ -309,13 +326,21 @@ class Activities:
         )
         return activity
 
-    def installed(self, *, removed: bool = False) -> dict[str, Any]:
+    def installed(
+        self,
+        *,
+        removed: bool = False,
+        team: str = TEAM_ID,
+        name: str = "IT Helpdesk",
+        tenant: str = TENANT,
+    ) -> dict[str, Any]:
         """The app added to (or removed from) a team: a conversationUpdate in its General
         channel naming the bot in membersAdded (membersRemoved), with the team in channelData."""
-        activity = self._base("conversationUpdate", TEAM_ID, "channel", ANA_ID)
+        activity = self._base("conversationUpdate", team, "channel", ANA_ID)
+        activity["conversation"]["tenantId"] = tenant
         activity["channelData"] = {
-            "tenant": {"id": TENANT},
-            "team": {"id": TEAM_ID, "name": "IT Helpdesk", "aadGroupId": "team-group"},
+            "tenant": {"id": tenant},
+            "team": {"id": team, "name": name, "aadGroupId": "team-group"},
             "eventType": "teamMemberRemoved" if removed else "teamMemberAdded",
         }
         members = [{"id": BOT_ID}]

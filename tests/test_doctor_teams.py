@@ -45,7 +45,9 @@ class TokenServer:
             return web.json_response({"statusCode": 401, "message": "no header"}, status=401)
         return web.json_response(
             {
-                "access_token": "mailfix-doctor-token",
+                # The token test_bot_teams_auth.py serves: msal caches managed-identity tokens
+                # process-wide, so whichever test asks first serves the others.
+                "access_token": "mailfix-test-managed-identity-token",
                 "expires_on": str(int(time.time()) + 3600),
                 "resource": request.query.get("resource"),
                 "token_type": "Bearer",

@@ -52,6 +52,7 @@ from bot.teams import (
     ANSWER,
     ANSWER_INPUT,
     HELP_TEXT,
+    HELPDESK_TEAM_KEY,
     NO_HELPDESK,
     SERVICE_URL_KEY,
     STILL_WORKING,
@@ -246,7 +247,7 @@ async def test_the_whole_teams_story(tmp_path: Path) -> None:
         assert "Switch IMAP on" in shown and "Waiting for approval" in shown
         assert CaseAction.APPROVE.value not in verbs(case_card)  # only approvers get Approve
         said = text_of(receipt)
-        assert "Case 1" in said and "the Teams helpdesk channel of IT Helpdesk" in said
+        assert "Case 1" in said and "the Helpdesk channel of IT Helpdesk" in said
         ref = await desk.cases.message("case:1:helpdesk")
         conversation, card_id = thread_of(thread)
         assert ref is not None and ref["platform"] == "teams"
@@ -401,16 +402,35 @@ async def test_installation_and_removal_are_stored_for_every_replica(tmp_path: P
         assert (latest["team_id"], latest["service_url"]) == (TEAM_ID, bot.connector.url)
         team = await store.conversation_ref(f"teams:team:{TEAM_ID}")
         assert team is not None and team["reference"]["serviceUrl"] == bot.connector.url
-        # A retried delivery of the same event changes nothing and sends nothing.
-        assert (await bot.post(bot.teams.installed())).status == 201
+        # The team's channels were read once: this team holds the helpdesk channel.
+        helpdesk_team = await store.conversation_ref(HELPDESK_TEAM_KEY)
+        assert helpdesk_team is not None and helpdesk_team["channel_name"] == "Helpdesk"
+        assert [(c.method, c.conversation, c.activity_id) for c in bot.connector.calls] == [
+            ("GET", TEAM_ID, "channels")
+        ]
+        bot.connector.calls.clear()
+        # A stranger's installation (another team, another tenant) does not move the posts.
+        stranger = bot.teams.installed(team="19:other@thread.tacv2", tenant="other-tenant")
+        assert (await bot.post(stranger)).status == 201
+        # Teams redelivering that event (the same activity id) changes nothing.
+        assert (await bot.post(stranger)).status == 201
+        await bot.idle()
+        assert [(c.method, c.conversation) for c in bot.connector.calls] == [
+            ("GET", "19:other@thread.tacv2")  # 404 in the fake: not a team we know of
+        ]
+        posted = await desk.teams.helpdesk_channel().post(Platform.TEAMS, CARD)
+        assert posted.where == "the Helpdesk channel of IT Helpdesk" and posted.ref is not None
+        assert posted.ref["tenant_id"] == TENANT
+        assert bot.connector.created[-1].body["channelData"]["tenant"] == {"id": TENANT}
+        bot.connector.calls.clear()
         response = await bot.post(bot.teams.installed(removed=True))
         assert response.status == 201
         await bot.idle()
-        gone = await store.conversation_ref(SERVICE_URL_KEY)
+        gone = await store.conversation_ref(HELPDESK_TEAM_KEY)
         assert gone is not None and gone["installed"] is False
         posted = await desk.teams.helpdesk_channel().post(Platform.TEAMS, CARD)
         assert posted.ref is None and posted.error is not None
-        assert "was removed from the team IT Helpdesk" in posted.error
+        assert "was removed from the team IT Helpdesk, which holds the helpdesk" in posted.error
         assert bot.connector.calls == []
 
 

@@ -3,7 +3,9 @@ in words, what is wrong when it cannot.
 
 The field failure helpdesk bots meet most is an escalation that never arrives: the bot is not
 in the channel, lacks a scope, or the channel id is wrong (reference: chat-platforms §B5). Each
-Slack error code below is what the Web API answers for that situation.
+Slack error code below is what the Web API answers for that situation. The Teams half
+(`bot.teams.doctor_post`) posts from the installation the server stored in the database, as an
+escalation would, and words the Bot Connector's refusals (403, 404, 401) the same way.
 """
 
 from __future__ import annotations
@@ -124,7 +126,11 @@ async def check_teams(settings: Settings) -> list[Finding]:
         ]
     from bot.teams import doctor_post  # noqa: PLC0415 - botbuilder only when Teams is set up
 
-    ok, text = await doctor_post(settings)
+    try:
+        ok, text = await doctor_post(settings)
+    except Exception as exc:  # the database, most likely: say so rather than a traceback
+        text = f"could not be checked ({type(exc).__name__}); is MAILFIX_DATABASE_URL right?"
+        return [Finding(False, "Teams helpdesk channel", text)]
     return [Finding(ok, "Teams helpdesk channel", text)]
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from _teamsfake import (
     ANA_AAD,
+    ANA_ID,
     BO_AAD,
     BO_ID,
     CY_AAD,
@@ -80,7 +81,11 @@ class Desk:
 
 @asynccontextmanager
 async def helpdesk_server(
-    tmp_path: Path, *, gate: asyncio.Event | None = None, **settings: Any
+    tmp_path: Path,
+    *,
+    gate: asyncio.Event | None = None,
+    pattern_threshold: int = 3,
+    **settings: Any,
 ) -> AsyncIterator[Desk]:
     """The Teams server with the helpdesk loop wired as `mailfix serve` wires it."""
     connector = FakeConnector()
@@ -117,6 +122,7 @@ async def helpdesk_server(
                 check_titles=dict(runtime.conversation.s.check_titles),
                 # As the server wires it: approvers by Entra object id (MAILFIX_APPROVERS).
                 approver_ids=[CY_AAD],
+                pattern_threshold=pattern_threshold,
             )
             runtime.conversation.s = replace(runtime.conversation.s, escalate=helpdesk.escalate)
             teams.helpdesk = helpdesk
@@ -551,3 +557,55 @@ async def test_odd_case_button_data_gets_an_answer_never_a_500(tmp_path: Path) -
             assert response.status in (200, 400), (verb, data, await response.text())
         assert await desk.cases.case(1) is None
         assert bot.connector.created == []
+
+
+async def escalate_as(bot: TeamsBot, user: str) -> None:
+    """`user` checks ADDRESS in their personal chat and presses Escalate."""
+    before = len([c for c in bot.connector.posts if card_kind(c.card) == "intake"])
+    assert (await bot.post(bot.teams.personal(f"mailfix {ADDRESS}", user=user))).status == 201
+
+    def forms() -> list[Call]:
+        return [c for c in bot.connector.posts if card_kind(c.card) == "intake"]
+
+    await bot.connector.wait_until(lambda: len(forms()) > before, "the form")
+    form_id = forms()[-1].answered_id
+    assert form_id is not None
+    run = bot.teams.execute("mailfix.intake", ANSWERS, card_id=form_id, user=user)
+    assert card_kind((await invoke(bot, run))["value"]) == "progress"
+
+    def results() -> list[Call]:
+        return [
+            c
+            for c in bot.connector.puts
+            if c.activity_id == form_id and card_kind(c.card) == "results"
+        ]
+
+    await bot.connector.wait_until(lambda: bool(results()), "the results")
+    data = verbs(results()[-1].card)["mailfix.escalate"]
+    await invoke(bot, bot.teams.execute("mailfix.escalate", data, card_id=form_id, user=user))
+    await bot.idle()
+
+
+async def test_a_pattern_alert_reaches_the_teams_channel_and_grows_in_place(
+    tmp_path: Path,
+) -> None:
+    async with helpdesk_server(tmp_path, pattern_threshold=2) as desk:
+        bot = desk.bot
+        await install(bot)
+        await escalate_as(bot, ANA_ID)
+        await escalate_as(bot, BO_ID)
+        # Two case threads and one alert thread, all in the helpdesk channel.
+        created = bot.connector.created
+        assert [c.conversation for c in created] == [HELPDESK_CHANNEL] * 3
+        alert = bot.connector.created[-1]
+        assert alert.card is not None
+        shown = text_of(alert.card)
+        assert "Possible outage or misconfiguration" in shown
+        assert "Ana Silva" in shown and "Bo Chen" in shown
+        assert await desk.cases.message("alert:1:helpdesk") is not None
+        # A third person: the same alert card is edited in place, no new thread.
+        await escalate_as(bot, CY_ID)
+        assert len(bot.connector.created) == 4  # Cy's case only
+        assert alert.answered_id is not None
+        grown = latest_case_card(bot, alert.answered_id)
+        assert "Cy Osei" in text_of(grown)

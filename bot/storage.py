@@ -22,7 +22,7 @@ import logging
 import os
 import random
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -192,7 +192,7 @@ def _busy(exc: OperationalError) -> bool:
 
 def retry_when_busy(
     method: Callable[Concatenate[S, P], Awaitable[T]],
-) -> Callable[Concatenate[S, P], Awaitable[T]]:
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
     """Run a write again when SQLite still says "database is locked" after its busy timeout
     (a burst, another process). Safe: a refused transaction was rolled back whole."""
 

@@ -15,8 +15,9 @@ from alembic import context
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
+from bot.schema import METADATA
 from bot.settings import Settings
-from bot.storage import METADATA, create_engine
+from bot.storage import create_engine
 
 config = context.config
 

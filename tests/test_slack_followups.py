@@ -148,8 +148,14 @@ async def test_a_running_diagnosis_holds_a_lease_and_a_dead_replicas_is_failed_a
         await asyncio.wait_for(diagnose.started.wait(), 10)
         store = a.runtime.store
         assert isinstance(store, SqlStore)
-        async with store.engine.connect() as conn:
-            row = (await conn.execute(select(diagnoses.c.lease_owner, diagnoses.c.state))).one()
+        query = select(diagnoses.c.lease_owner, diagnoses.c.state)
+        async with asyncio.timeout(10):  # the lease is taken beside the work, at once
+            while True:
+                async with store.engine.connect() as conn:
+                    row = (await conn.execute(query)).one()
+                if row.lease_owner is not None:
+                    break
+                await asyncio.sleep(0.02)
         assert row.lease_owner == a.runtime.owner and row.state == "running"
         diagnose.gate.set()  # type: ignore[union-attr]
         await results(a)

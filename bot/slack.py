@@ -510,7 +510,11 @@ class SlackBot:
             oauth_settings = AsyncOAuthSettings(
                 client_id=settings.slack_client_id,
                 client_secret=settings.slack_client_secret.get_secret_value(),
-                scopes=list(SLACK_SCOPES),
+                # usergroups:read only when approvers are given as Slack user groups (S…).
+                scopes=[
+                    *SLACK_SCOPES,
+                    *(["usergroups:read"] if any(a[:1] == "S" for a in settings.approvers) else []),
+                ],
                 redirect_uri=settings.slack_redirect_uri,
                 install_path=INSTALL_PATH,
                 redirect_uri_path=REDIRECT_PATH,

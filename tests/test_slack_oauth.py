@@ -62,7 +62,8 @@ async def start_install(bot: Bot) -> tuple[str, str]:
     query = parse_qs(urlsplit(link.replace("&amp;", "&")).query)
     assert urlsplit(link).path == "/oauth/v2/authorize"
     assert query["client_id"] == [bot.slack.client_id]
-    assert "chat:write" in query["scope"][0].split(",")
+    scopes = query["scope"][0].split(",")
+    assert "chat:write" in scopes and "usergroups:read" not in scopes  # no S… approvers here
     assert bot.slack.client_secret not in page + link
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "Secure" in cookie

@@ -68,10 +68,11 @@ from bot.storage import SqlStore
 from bot.storage import migrate as run_migrations
 from bot.tasks import TaskSupervisor
 from checks.cloud import hosts_for
+from dialogs.cases import Case, CaseState
 from dialogs.flow import Conversation, Services
 from dialogs.models import Platform
 from dialogs.queue import RunQueue
-from dialogs.store import DiagnosisStore
+from dialogs.store import DiagnosisStore, StoredDiagnosis
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ def create_app(
         teams_channel = _teams_channel(runtime.extras.get("teams_bot") or teams_handler)
         if teams_channel is not None:
             channels[Platform.TEAMS] = teams_channel
+            runtime.tellers.setdefault(Platform.TEAMS, _teller_via(teams_channel))
         build_helpdesk(
             runtime,
             engine,
@@ -359,6 +361,28 @@ async def _housekeeping(runtime: Runtime, store: SqlStore, every: float) -> None
                 await teller(diagnosis, f"Your check of {diagnosis.address}: {LAPSED_MESSAGE}")
             except Exception:
                 log.warning("could not tell the person of diagnosis %s", diagnosis.id)
+
+
+def _teller_via(channel: Any) -> Any:
+    """Tell the person of a diagnosis through a helpdesk channel's `tell` (which reaches a
+    case's person in their chat with the bot): for platforms whose adapter registered no
+    teller of its own. The diagnosis stands in as a case with no number."""
+
+    async def tell(stored: StoredDiagnosis, text: str) -> None:
+        standin = Case(
+            number=0,
+            state=CaseState.OPEN,
+            diagnosis_id=stored.id,
+            platform=stored.platform,
+            person_id=stored.person_id,
+            person_name=stored.person_id,
+            address=stored.address,
+            created_at=stored.created_at,
+            updated_at=stored.updated_at,
+        )
+        await channel.tell(standin, text)
+
+    return tell
 
 
 def _teams_channel(found: Any) -> Any:

@@ -14,15 +14,26 @@ from bot.helpdesk_channels import Channels
 from bot.server import RUNTIME, create_app
 from bot.settings import Settings
 from bot.slack import SlackCaseChannel
+from checks.models import Client
 from dialogs.models import Platform
-from dialogs.store import MemoryStore
+from dialogs.store import MemoryStore, StoredDiagnosis, utc_now
+
+
+class Told:
+    """A helpdesk channel that notes what it was asked to tell whom."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, str]] = []
+
+    async def tell(self, case: Any, text: str) -> None:
+        self.told.append((case.person_id, text))
 
 
 class TeamsLike:
     """A Teams bot as the server sees it: a handler, and a helpdesk channel on request."""
 
     def __init__(self) -> None:
-        self.channel = object()
+        self.channel = Told()
 
     async def handle(self, request: web.Request) -> web.Response:
         return web.json_response({})
@@ -59,6 +70,27 @@ def test_the_loop_is_wired_with_both_platforms_channels(tmp_path: Path) -> None:
     assert Platform.SLACK in runtime.tellers
     assert runtime.shared_limit is not None  # the rate limit is counted in the database
     assert helpdesk.approvals.expiry.total_seconds() == 24 * 3600
+
+
+async def test_a_teams_person_is_told_through_the_teams_channel(tmp_path: Path) -> None:
+    """Housekeeping tells the person of a dead diagnosis on their platform: in Teams through
+    the Teams bot's helpdesk channel (it reaches a person in their chat with the bot)."""
+    teams = TeamsLike()
+    app = create_app(settings(tmp_path), diagnose=FakeDiagnose(), teams=lambda rt: teams.handle)
+    now = utc_now()
+    stored = StoredDiagnosis(
+        id="d1",
+        platform=Platform.TEAMS,
+        person_id="29:ana",
+        conversation="a:1",
+        address="ana@contoso.com",
+        client=Client.ALL,
+        app="outlook-windows",
+        created_at=now,
+        updated_at=now,
+    )
+    await app[RUNTIME].tellers[Platform.TEAMS](stored, "Your check stopped.")
+    assert teams.channel.told == [("29:ana", "Your check stopped.")]
 
 
 def test_settings_reach_the_loop(tmp_path: Path) -> None:

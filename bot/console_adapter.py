@@ -528,7 +528,7 @@ class ConsoleBot:
         if isinstance(checked, FormErrors):  # like Teams: the form again, with the errors
             again = conversation.form_again(turn, checked)
             return _items([session.card(message or session.new_key("form"), again.card)])
-        limit = self.runtime.limiter.take(session.person.id)
+        limit = await self.runtime.take(session.person.id)
         if not limit.allowed:
             return _items([self._notice(session, self.runtime.limiter.message(limit))])
         flow = _FlowState(replace=message)
@@ -547,7 +547,7 @@ class ConsoleBot:
             values={"diagnosis_id": did} if did else {},
         )
         if action is Action.RUN_AGAIN:
-            limit = self.runtime.limiter.take(session.person.id)
+            limit = await self.runtime.take(session.person.id)
             if not limit.allowed:
                 return _items([self._notice(session, self.runtime.limiter.message(limit))])
         replies = self.runtime.conversation.act(turn)

@@ -914,7 +914,7 @@ class TeamsBot:
             text=command[1],
             id=activity.id,
         )
-        limit = self.runtime.limiter.peek(person.id)
+        limit = await self.runtime.peek(person.id)
         if not limit.allowed:
             notice = Notice(text=self.runtime.limiter.message(limit))
             self._after(self._stream(target, notice, None), target, "teams.rate_limited")
@@ -1054,7 +1054,7 @@ class TeamsBot:
             if isinstance(checked, FormErrors):
                 form_again = getattr(conversation, "form_again", None)
                 return target, (form_again(turn, checked) if form_again else checked), None
-            limit = self.runtime.limiter.take(person.id)
+            limit = await self.runtime.take(person.id)
             if not limit.allowed:
                 return target, Notice(text=self.runtime.limiter.message(limit)), None
             replies = conversation.run(turn, checked)
@@ -1075,7 +1075,7 @@ class TeamsBot:
                 id=activity.id,
             )
             if action is Action.RUN_AGAIN:
-                limit = self.runtime.limiter.take(person.id)
+                limit = await self.runtime.take(person.id)
                 if not limit.allowed:
                     return target, Notice(text=self.runtime.limiter.message(limit)), None
             replies = conversation.act(turn)

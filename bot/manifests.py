@@ -49,7 +49,8 @@ FULL_DESCRIPTION = (
     "the next steps for your mail app, and hands the case to the helpdesk with one click."
 )
 # The Slack scopes the bot uses (bot/slack.py): the command, posting and editing its messages,
-# posting where it was not invited, opening DMs, and reading profiles to prefill the address.
+# posting where it was not invited, opening DMs, reading profiles to prefill the address, the
+# helpdesk channel's name for the person's receipt, and approvers given as a user group.
 SLACK_SCOPES = (
     "commands",
     "chat:write",
@@ -57,6 +58,8 @@ SLACK_SCOPES = (
     "im:write",
     "users:read",
     "users:read.email",
+    "channels:read",
+    "usergroups:read",
 )
 # The Teams command menu (§B7: titles of at most 12 characters).
 TEAMS_COMMANDS = (
@@ -149,7 +152,11 @@ def slack_manifest(url: str) -> dict[str, Any]:
                 }
             ],
         },
-        "oauth_config": {"scopes": {"bot": list(SLACK_SCOPES)}},
+        "oauth_config": {
+            # Where a multi-workspace install comes back (MAILFIX_SLACK_CLIENT_ID is set).
+            "redirect_urls": [f"{base}/slack/oauth_redirect"],
+            "scopes": {"bot": list(SLACK_SCOPES)},
+        },
         "settings": {
             "event_subscriptions": {"request_url": events, "bot_events": ["app_home_opened"]},
             "interactivity": {"is_enabled": True, "request_url": events},

@@ -294,10 +294,6 @@ class SqlCaseStore(SqlBase):
                 return DecisionOutcome.TOO_LATE, current
             return DecisionOutcome.APPROVED, moved
 
-    async def _reload(self, conn: AsyncConnection, proposal_id: str) -> Proposal:
-        row = (await conn.execute(select(proposals).where(proposals.c.id == proposal_id))).one()
-        return _proposal(row)
-
     async def approvals(self, proposal_id: str) -> list[Approval]:
         query = (
             select(approvals)

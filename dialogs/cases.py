@@ -63,10 +63,6 @@ class ProposalState(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
 
-    @property
-    def final(self) -> bool:
-        return self in (self.APPLIED, self.FAILED, self.REJECTED, self.EXPIRED)
-
 
 class NewCase(_Frozen):
     """What escalation knows when it opens a case."""

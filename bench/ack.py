@@ -14,7 +14,9 @@ the client that times it:
 The driver fires ROUNDS bursts of CONCURRENCY requests at once per kind; the peer's and our
 Slack bursts alternate within each round (who goes first alternates too). A request's latency
 is from send to complete response. After each burst the driver waits until the bot's
-background work (forms, card updates) is done, so bursts do not overlap.
+background work (forms, card updates) is done, so bursts do not overlap; the CPU the server's
+process spent on a burst, that work included, is printed per request (a figure that moves
+less with other load on the machine than latency does).
 
     .venv/bin/python bench/ack.py [--concurrency 100] [--rounds 5]
 
@@ -28,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -47,6 +50,7 @@ from _teamsfake import GOOD_ANSWERS, Activities, FakeConnector
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.gc_policy import tune_for_serving
 from bot.server import RUNTIME, create_app
 from bot.settings import Settings
 from bot.teams import create_teams_handler
@@ -102,6 +106,7 @@ async def serve_mailfix(slack_url: str) -> None:
         app.router.add_get("/_bench/idle", idle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
+        tune_for_serving()  # as `mailfix serve` does once it has started
         await _serve_until_stdin_closes(runner, {})
 
 
@@ -134,6 +139,7 @@ class Party:
         if not line:
             raise SystemExit(f"{self.args[3]} did not start")
         info: dict[str, Any] = json.loads(line)
+        info["pid"] = self.proc.pid
         return info
 
     async def __aexit__(self, *exc: object) -> None:
@@ -160,16 +166,24 @@ async def burst(send: Callable[[int], Awaitable[int]], n: int) -> list[float]:
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a party's process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def p99(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
-def summary(name: str, samples: list[float]) -> str:
+def summary(name: str, samples: list[float], cpu: float) -> str:
     ordered = sorted(samples)
     return (
         f"{name:<28} {len(samples):4d} requests  p50 {statistics.median(ordered):7.1f} ms  "
-        f"p99 {p99(ordered):7.1f} ms  max {ordered[-1]:7.1f} ms"
+        f"p99 {p99(ordered):7.1f} ms  max {ordered[-1]:7.1f} ms  "
+        f"server CPU {cpu / len(samples) * 1000:5.2f} ms/request"
     )
 
 
@@ -222,6 +236,7 @@ async def drive(concurrency: int, rounds: int) -> None:
                     ),
                 }
                 samples: dict[str, list[float]] = {k: [] for k in kinds}
+                cpu: dict[str, float] = dict.fromkeys(kinds, 0.0)
                 for send in kinds.values():  # warm-up: imports, first connections, caches
                     await burst(send, 10)
                     await idle()
@@ -229,11 +244,14 @@ async def drive(concurrency: int, rounds: int) -> None:
                 for n in range(rounds):
                     order = slack_pair if n % 2 == 0 else slack_pair[::-1]
                     for name in (*order, *list(kinds)[2:]):
+                        pid = peer["pid"] if "bolt" in name else ours["pid"]
+                        before = cpu_seconds(pid)
                         samples[name] += await burst(kinds[name], concurrency)
-                        await idle()
+                        await idle()  # the work after the acks counts too
+                        cpu[name] += cpu_seconds(pid) - before
     print(f"{rounds} bursts of {concurrency} concurrent requests per kind, one process per party")
     for name, values in samples.items():
-        print(summary(name, values))
+        print(summary(name, values, cpu[name]))
     bolt_p99 = p99(samples["Slack /mailfix, bare bolt"])
     slack_p99 = p99(samples["Slack /mailfix, mailfix"])
     teams_p99 = max(p99(samples["Teams message, mailfix"]), p99(samples["Teams invoke, mailfix"]))

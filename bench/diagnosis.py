@@ -16,8 +16,9 @@ it also prints `autodiscover.v1` alone with and without the black hole (same wor
 
     .venv/bin/python bench/diagnosis.py [--latency 80] [--runs 5]
 
-Part two, without latency: diagnoses per second with N in flight in one process, the CPU one
-diagnosis costs this process and the world's process, and peak RSS of this process. Each
+Part two, without latency: diagnoses per second with N in flight in one process (its garbage
+collector tuned as `mailfix serve` tunes it), the CPU one diagnosis costs this process and the
+world's process, and peak RSS of this process. Each
 world runs in its own process (`python -m sandbox`) throughout, on loopback; the run is
 bounded in count and time. This is a benchmark, not a test: it prints figures (record them in
 docs/benchmarks.md).
@@ -35,6 +36,7 @@ import sys
 import time
 from asyncio.subprocess import PIPE
 
+from bot.gc_policy import tune_for_serving
 from checks.address import parse_address
 from checks.cloud import hosts_for
 from checks.models import Client, Status
@@ -184,6 +186,7 @@ async def throughput_bench(total: int, in_flight: int) -> None:
     async with SandboxProcess("healthy") as world:
         settings = world.settings
         await timed_full(world, world.address)
+        tune_for_serving()  # as `mailfix serve` does once it has started
         sem = asyncio.Semaphore(in_flight)
         peak = 0
         active = 0

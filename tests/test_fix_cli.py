@@ -249,6 +249,7 @@ CATALOGUE_FIXES = {
     "smtp-auth-off-org-default": ("smtp", "tenant.mailbox", "enable-protocol"),
     "smtp-auth-off-mailbox": ("smtp", "tenant.mailbox", "enable-protocol"),
     "owa-off": ("web", "tenant.mailbox", "enable-protocol"),
+    "mapi-ews-off": ("outlook", "tenant.mailbox", "enable-protocol"),  # both in one fix
     "device-quarantined-global": ("mobile", "tenant.devices", "release-device"),
 }
 
@@ -291,3 +292,57 @@ async def test_catalogue_fault_is_fixed_and_its_check_passes(
         after = await diagnose(sc.address, Client(client), settings=world.settings(), deadline=20)
         assert after.finding(check).status.value == "pass", after.finding(check).summary
         assert after.finding(check).remediation is None
+
+
+@needs_ports
+async def test_two_protocols_off_are_fixed_by_one_approval(tmp_path: Path) -> None:
+    """mapi-ews-off: the report's one proposal switches MAPI and EWS on in one Set-CASMailbox;
+    the re-check passes and nothing is left for a second approval."""
+    from checks.models import Client
+    from checks.runner import diagnose
+    from sandbox.catalogue import CATALOGUE
+
+    sc = CATALOGUE["mapi-ews-off"]
+    async with World(sc) as world:
+        assert world.tenant is not None
+        before = await diagnose(sc.address, Client.OUTLOOK, settings=world.settings(), deadline=20)
+        finding = before.finding("tenant.mailbox")
+        assert finding.evidence["protocols_off"] == ["Mapi", "Ews"]
+        assert finding.remediation is not None
+        assert finding.remediation.params == {"mailbox": ANA, "protocols": ["Mapi", "Ews"]}
+        saved = tmp_path / "report.json"
+        saved.write_text(before.to_json())
+        fix = ["fix", "--proposal", str(saved), "--check", "tenant.mailbox"]
+
+        code, out, err = await run_cli(world.env(), *fix, "--dry-run")
+        assert code == 0, err
+        assert (
+            'Operation: Set-CASMailbox -Identity "ana@contoso.com" -MAPIEnabled $true '
+            "-EwsEnabled $true"
+        ) in out
+        assert (
+            '"Parameters":{"Identity":"ana@contoso.com","MAPIEnabled":true,"EwsEnabled":true}}}'
+        ) in out
+        assert out.count("Would send: ") == 1
+        assert world.tenant.writes == []
+
+        code, out, err = await run_cli(world.env(), *fix, "--apply")
+        assert code == 0, (out, err)
+        assert out.count("Sent: ") == 1
+        assert (
+            "Tell the person: Outlook and Exchange Web Services are switched on for your "
+            "mailbox — restart Outlook and restart your mail app."
+        ) in out
+        assert "Checked again: tenant.mailbox passes" in out, out
+        assert world.tenant.writes == [
+            "Set-CASMailbox ana@contoso.com MAPIEnabled=True EwsEnabled=True"
+        ]
+
+        code, out, err = await run_cli(world.env(), *fix, "--apply")
+        assert code == 0, err
+        assert "Result: Already done: nothing was sent." in out
+        assert len(world.tenant.writes) == 1
+
+        after = await diagnose(sc.address, Client.OUTLOOK, settings=world.settings(), deadline=20)
+    assert after.finding("tenant.mailbox").status.value == "pass"
+    assert after.top_cause is not None and after.top_cause.id == "device-or-app"

@@ -18,7 +18,15 @@ from _checkworld import checked, scenario
 
 from checks.cloud import hosts_for
 from checks.models import Remediation, Status
-from checks.remedies import FixResult, Outcome, apply, approval_executor, plan, propose
+from checks.remedies import (
+    FixResult,
+    Outcome,
+    apply,
+    approval_executor,
+    canonical,
+    plan,
+    propose,
+)
 from checks.remedies.verify import recheck
 from checks.settings import Cloud
 from checks.tenant import TenantClient
@@ -407,3 +415,158 @@ async def test_a_gcc_high_tenant_is_changed_on_the_us_government_hosts() -> None
         assert all(r.startswith("GET https://graph.microsoft.us/v1.0/") for r in licence.reads)
         assert probe.world.tenant is not None
         assert probe.world.tenant.writes == ["Set-CASMailbox ana@contoso.com ImapEnabled=True"]
+
+
+# --- several protocols in one fix (a finding that lists several switches off) -----------------
+
+MAPI_EWS = CasSettings(mapi_enabled=False, ews_enabled=False)
+
+
+async def test_several_protocols_are_switched_on_in_one_call_once() -> None:
+    async with tenant(person_fields={"cas": MAPI_EWS}) as env:
+        fix = propose.enable_protocol(ANA, protocols=["Mapi", "Ews"])
+        first, second = await apply_twice(env, fix)
+        assert env.tenant.writes == [
+            "Set-CASMailbox ana@contoso.com MAPIEnabled=True EwsEnabled=True"
+        ]
+        user = env.tenant.find_user(ANA)
+        assert user is not None and user.cas.mapi_enabled and user.cas.ews_enabled
+        [sent] = first.sent
+        assert sent.parameters == {"Identity": ANA, "MAPIEnabled": True, "EwsEnabled": True}
+        assert first.status == 200
+        assert first.idempotency_key == "enable-protocol:ana@contoso.com:Ews+Mapi"
+        assert first.message == (
+            "Outlook and Exchange Web Services are switched on for your mailbox — restart "
+            "Outlook and restart your mail app."
+        )
+        assert first.detail == (
+            "Switched MAPI (Outlook for Windows) and Exchange Web Services on for "
+            "ana@contoso.com (Set-CASMailbox -MAPIEnabled -EwsEnabled)."
+        )
+        assert second.message.startswith("Outlook and Exchange Web Services are switched on")
+        assert "are already on for ana@contoso.com; nothing was sent" in second.detail
+        # the same set in another order (or repeated) is the same fix
+        again = propose.enable_protocol(ANA, protocols=["Ews", "Mapi", "Ews"])
+        assert again == fix
+        assert (await apply(again, env.fresh_client())).outcome is Outcome.ALREADY_DONE
+        assert len(env.tenant.writes) == 1
+
+
+async def test_the_dry_run_of_several_protocols_shows_the_exact_body() -> None:
+    async with tenant(person_fields={"cas": MAPI_EWS}) as env:
+        fix = propose.enable_protocol(ANA, protocols=["Mapi", "Ews"])
+        dry = await apply(fix, env.client, dry_run=True)
+        assert dry.outcome is Outcome.WOULD_APPLY
+        assert [r.line() for r in dry.sent] == [
+            f"POST https://outlook.office365.com/adminapi/beta/{env.tenant.tenant_id}/"
+            'InvokeCommand {"CmdletInput":{"CmdletName":"Set-CASMailbox","Parameters":'
+            '{"Identity":"ana@contoso.com","MAPIEnabled":true,"EwsEnabled":true}}}'
+        ]
+        assert dry.sent == plan(fix, env.client)
+        assert dry.detail == (
+            "Dry run: nothing was sent. The precondition holds (MAPI (Outlook for Windows): it "
+            "is off for ana@contoso.com; Exchange Web Services: it is off for ana@contoso.com); "
+            "applying would do this: Switched MAPI (Outlook for Windows) and Exchange Web "
+            "Services on for ana@contoso.com (Set-CASMailbox -MAPIEnabled -EwsEnabled)."
+        )
+        assert any(r.endswith("Get-CASMailbox") for r in dry.reads)
+        assert env.tenant.writes == [] and writes_in(env.client.last_requests) == []
+
+
+async def test_a_partly_on_mailbox_gets_only_the_switches_still_off() -> None:
+    async with tenant(person_fields={"cas": CasSettings(mapi_enabled=False)}) as env:  # EWS on
+        fix = propose.enable_protocol(ANA, protocols=["Mapi", "Ews"])
+        dry = await apply(fix, env.client, dry_run=True)
+        assert [r.parameters for r in dry.sent] == [{"Identity": ANA, "MAPIEnabled": True}]
+        assert "Exchange Web Services is already on and is left alone" in dry.detail
+        first = await apply(fix, env.client)
+        assert first.outcome is Outcome.APPLIED
+        assert first.sent == dry.sent
+        assert env.tenant.writes == ["Set-CASMailbox ana@contoso.com MAPIEnabled=True"]
+        assert first.detail == (
+            "Switched MAPI (Outlook for Windows) on for ana@contoso.com (Set-CASMailbox "
+            "-MAPIEnabled). Exchange Web Services was already on."
+        )
+        # the person hears that both are on now (they are)
+        assert first.message.startswith("Outlook and Exchange Web Services are switched on")
+        second = await apply(fix, env.fresh_client())
+        assert second.outcome is Outcome.ALREADY_DONE and second.sent == []
+        assert len(env.tenant.writes) == 1
+
+
+async def test_smtp_auth_is_combined_with_imap_and_follows_the_organisation() -> None:
+    # IMAP off on the mailbox; SMTP AUTH follows an organisation default that switches it off
+    async with tenant(
+        person_fields={"cas": CasSettings(imap_enabled=False)},
+        smtp_client_authentication_disabled=True,
+    ) as env:
+        fix = propose.enable_protocol(ANA, protocols=["SmtpClientAuth", "Imap"])
+        assert fix.operation == (
+            'Set-CASMailbox -Identity "ana@contoso.com" -ImapEnabled $true '
+            "-SmtpClientAuthenticationDisabled $false"
+        )
+        first, _ = await apply_twice(env, fix)
+        assert first.sent[0].parameters == {
+            "Identity": ANA,
+            "ImapEnabled": True,
+            "SmtpClientAuthenticationDisabled": False,
+        }
+        assert any(r.endswith("Get-TransportConfig") for r in first.reads)
+    # SMTP AUTH already on through the organisation: only IMAP is sent
+    async with tenant(person_fields={"cas": CasSettings(imap_enabled=False)}) as env:
+        result = await apply(fix, env.client)
+        assert [r.parameters for r in result.sent] == [{"Identity": ANA, "ImapEnabled": True}]
+        assert "through the organisation's setting" in result.detail
+
+
+async def test_a_proposal_stored_in_the_single_protocol_form_still_applies() -> None:
+    stored = {
+        "id": "enable-protocol",
+        "title": "Switch IMAP on",
+        "api": "exo",
+        "action": "Set-CASMailbox",
+        "params": {"mailbox": ANA, "protocol": "Imap"},
+    }
+    old = Remediation.model_validate(stored)
+    assert canonical(old) == propose.enable_protocol(ANA, "Imap")
+    assert canonical(old).idempotency_key == "enable-protocol:ana@contoso.com:Imap"
+    # a set of one is built in the single-protocol form, so old and new are the same fix
+    assert propose.enable_protocol(ANA, protocols=["Imap"]) == propose.enable_protocol(ANA, "Imap")
+    async with tenant(person_fields={"cas": CasSettings(imap_enabled=False)}) as env:
+        first, _ = await apply_twice(env, old)
+        assert first.sent[0].parameters == {"Identity": ANA, "ImapEnabled": True}
+        assert first.message == "IMAP is switched on for your mailbox — try your mail app again."
+        assert env.tenant.writes == ["Set-CASMailbox ana@contoso.com ImapEnabled=True"]
+
+
+async def test_the_mailbox_check_proposes_one_fix_for_mapi_and_ews_and_it_passes_after() -> None:
+    async with tenant(person_fields={"cas": MAPI_EWS}) as env:
+        probe = propose.enable_protocol(ANA, protocols=["Mapi", "Ews"])
+        [before] = await recheck(probe, ANA, settings=env.client.settings, net=env.client.net)
+        assert before.status is Status.FAIL
+        assert before.evidence["protocols_off"] == ["Mapi", "Ews"]
+        assert before.remediation == probe
+        holds, account = await approval_executor(env.client.settings, net=env.client.net)(
+            before.remediation
+        )
+        assert holds and account["outcome"] == "applied"
+        assert len(env.tenant.writes) == 1
+        [after] = await recheck(probe, ANA, settings=env.client.settings, net=env.client.net)
+        assert after.status is Status.PASS, after.summary
+        assert after.remediation is None
+
+
+async def test_imap_and_smtp_auth_off_are_fixed_by_one_approval() -> None:
+    cas = CasSettings(imap_enabled=False, smtp_client_authentication_disabled=True)
+    async with tenant(person_fields={"cas": cas}) as env:
+        probe = propose.enable_protocol(ANA, protocols=["Imap", "SmtpClientAuth"])
+        [before] = await recheck(probe, ANA, settings=env.client.settings, net=env.client.net)
+        assert before.evidence["protocols_off"] == ["Imap", "SmtpClientAuth"]
+        assert before.remediation == probe
+        result = await apply(before.remediation, env.client)
+        assert result.outcome is Outcome.APPLIED
+        assert env.tenant.writes == [
+            "Set-CASMailbox ana@contoso.com ImapEnabled=True SmtpClientAuthenticationDisabled=False"
+        ]
+        [after] = await recheck(probe, ANA, settings=env.client.settings, net=env.client.net)
+        assert after.status is Status.PASS, after.summary

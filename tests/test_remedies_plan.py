@@ -89,6 +89,19 @@ def test_canonical_ignores_edited_free_text() -> None:
         ({"id": "enable-protocol", "params": {"mailbox": "ana@contoso.com"}}, "protocol"),
         ({"id": "enable-protocol", "params": {"mailbox": "no-at", "protocol": "Imap"}}, "mailbox"),
         (
+            {"id": "enable-protocol", "params": {"mailbox": "a@b.com", "protocols": ["Mapi", "X"]}},
+            r"protocols\.1 is not one of",
+        ),
+        (
+            {
+                "id": "enable-protocol",
+                "params": {"mailbox": "a@b.com", "protocol": "Imap", "protocols": ["Mapi"]},
+            },
+            "not both",
+        ),
+        ({"id": "enable-protocol", "params": {"mailbox": "a@b.com", "protocols": []}}, "protocols"),
+        ({"id": "enable-protocol", "params": {"mailbox": "a@b.com", "protocols": "Mapi"}}, "list"),
+        (
             {"id": "release-device", "params": {"mailbox": "a@b.com", "device_id": "x y/../z"}},
             "device id",
         ),
@@ -112,6 +125,15 @@ def test_recheck_targets() -> None:
     assert recheck_client(propose.enable_protocol("a@b.com", "Imap")).value == "imap"
     assert recheck_client(propose.enable_protocol("a@b.com", "SmtpClientAuth")).value == "smtp"
     assert recheck_client(propose.assign_license("u", "s")).value == "all"
+    several = {
+        ("Mapi", "Ews"): "outlook",
+        ("ActiveSync", "OutlookMobile"): "mobile",
+        ("Imap", "SmtpClientAuth"): "imap",
+        ("Pop", "SmtpClientAuth"): "pop",
+        ("Mapi", "Owa"): "all",
+    }
+    for names, client in several.items():
+        assert recheck_client(propose.enable_protocol("a@b.com", protocols=names)).value == client
     assert recheck_address(propose.enable_account("u", "ana@contoso.com")) == "ana@contoso.com"
     lic = propose.assign_license("u", "s")
     assert recheck_address(lic) is None

@@ -139,3 +139,44 @@ def test_restore_keeps_the_address_the_person_had() -> None:
     assert r.params == {"deleted_id": deleted_id, "upn": "ana@contoso.com"}
     assert r.title == "Restore the deleted user ana@contoso.com"
     assert propose.restore_user(deleted_id, "ana@contoso.com") == r
+
+
+def test_several_protocols_are_one_set_casmailbox_call() -> None:
+    r = propose.enable_protocol("Ana@contoso.com", protocols=["Ews", "Mapi"])
+    assert r.params == {"mailbox": "Ana@contoso.com", "protocols": ["Mapi", "Ews"]}
+    assert r.operation == (
+        'Set-CASMailbox -Identity "Ana@contoso.com" -MAPIEnabled $true -EwsEnabled $true'
+    )
+    assert r.title == (
+        "Switch MAPI (Outlook for Windows) and Exchange Web Services on for Ana@contoso.com"
+    )
+    assert "are not already on" in r.precondition
+    assert r.idempotency_key == "enable-protocol:ana@contoso.com:Ews+Mapi"
+    assert r.verify == ["tenant.mailbox"]
+    # the same set is the same fix, whatever the order or repeats; another set is another fix
+    assert propose.enable_protocol("Ana@contoso.com", protocols=["Mapi", "Ews", "Mapi"]) == r
+    other = propose.enable_protocol("ana@contoso.com", protocols=["Mapi", "Ews", "Owa"])
+    assert other.idempotency_key == "enable-protocol:ana@contoso.com:Ews+Mapi+Owa"
+    assert other.operation.endswith("-MAPIEnabled $true -EwsEnabled $true -OWAEnabled $true")
+    smtp = propose.enable_protocol("a@b.com", protocols=["SmtpClientAuth", "Pop"])
+    assert smtp.operation.endswith("-PopEnabled $true -SmtpClientAuthenticationDisabled $false")
+
+
+def test_a_set_of_one_keeps_the_single_protocol_form() -> None:
+    one = propose.enable_protocol("ana@contoso.com", protocols=["Imap"])
+    assert one == propose.enable_protocol("ana@contoso.com", "Imap")
+    assert one.params == {"mailbox": "ana@contoso.com", "protocol": "Imap"}
+    assert one.idempotency_key == "enable-protocol:ana@contoso.com:Imap"
+
+
+def test_several_protocols_are_validated() -> None:
+    with pytest.raises(ValueError, match="unknown protocol 'Gopher'"):
+        propose.enable_protocol("ana@contoso.com", protocols=["Mapi", "Gopher"])
+    with pytest.raises(ValueError, match="non-empty list"):
+        propose.enable_protocol("ana@contoso.com", protocols=[])
+    with pytest.raises(ValueError, match="non-empty list"):
+        propose.enable_protocol("ana@contoso.com", protocols="Mapi")
+    with pytest.raises(ValueError, match="not both"):
+        propose.enable_protocol("ana@contoso.com", "Imap", protocols=["Mapi"])
+    with pytest.raises(ValueError, match="protocol must be"):
+        propose.enable_protocol("ana@contoso.com")

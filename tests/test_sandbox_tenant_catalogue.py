@@ -15,6 +15,7 @@ import pytest
 
 from checks.models import Client, Status
 from checks.registry import CATALOGUE_IDS
+from checks.remedies import plan, propose
 from checks.runner import diagnose
 from sandbox.catalogue import CATALOGUE, get
 from sandbox.tenant.build import IPHONE_ID, SANDBOX_SECRET, app_certificate
@@ -117,6 +118,13 @@ def _user_id(scenario_id: str) -> str:
 
 Fix = Callable[[httpx.AsyncClient, World], Awaitable[None]]
 
+
+def _set_cas_as_proposed(protocols: list[str]) -> Fix:
+    """Send the Set-CASMailbox mailfix plans for ana's `protocols` fix (one request)."""
+    [request] = plan(propose.enable_protocol("ana@contoso.com", protocols=protocols))
+    return lambda http, w: _set_cas(http, w, request.parameters)
+
+
 FIXES: list[tuple[str, Client, str, str, Fix]] = [
     (
         "imap-off",
@@ -124,6 +132,14 @@ FIXES: list[tuple[str, Client, str, str, Fix]] = [
         "protocol-disabled",
         "tenant.mailbox",
         lambda http, w: _set_cas(http, w, {"Identity": "ana@contoso.com", "ImapEnabled": True}),
+    ),
+    (
+        # Two switches off: mailfix's one proposal switches both on, so one write fixes it.
+        "mapi-ews-off",
+        Client.OUTLOOK,
+        "protocol-disabled",
+        "tenant.mailbox",
+        _set_cas_as_proposed(["Mapi", "Ews"]),
     ),
     (
         "device-quarantined-global",

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from _checkworld import Probe, checked, scenario
 
 from checks.models import Client, Finding, Status
@@ -240,6 +241,50 @@ async def test_mailbox_imap_off_only_fails_for_imap() -> None:
     assert imap.remediation is not None
     assert imap.summary.startswith("IMAP is switched off")
     assert phone.status is Status.PASS
+
+
+async def test_mailbox_mapi_and_ews_off_is_one_fix_for_both() -> None:
+    cas = CasSettings(mapi_enabled=False, ews_enabled=False)
+    async with tenant(person_fields={"cas": cas}) as probe:
+        f = await run(probe, MAILBOX, Client.OUTLOOK)
+    assert f.status is Status.FAIL and f.evidence["protocols_off"] == ["Mapi", "Ews"]
+    assert f.remediation is not None
+    assert f.remediation.params == {"mailbox": "ana@contoso.com", "protocols": ["Mapi", "Ews"]}
+    assert f.remediation.operation.endswith("-MAPIEnabled $true -EwsEnabled $true")
+
+
+@pytest.mark.parametrize(
+    ("fields", "org_default"),
+    [
+        (
+            {
+                "person_fields": {
+                    "cas": CasSettings(imap_enabled=False, smtp_client_authentication_disabled=True)
+                }
+            },
+            None,
+        ),
+        (
+            {
+                "person_fields": {"cas": CasSettings(imap_enabled=False)},
+                "smtp_client_authentication_disabled": True,
+            },
+            True,
+        ),
+    ],
+    ids=["mailbox", "organisation"],
+)
+async def test_imap_and_smtp_auth_both_off_are_one_fix(
+    fields: dict[str, Any], org_default: bool | None
+) -> None:
+    async with tenant(**fields) as probe:
+        f = await run(probe, MAILBOX, Client.IMAP)
+    assert f.status is Status.FAIL and f.evidence["problem"] == "protocol-disabled"
+    assert f.evidence["protocols_off"] == ["Imap", "SmtpClientAuth"]
+    assert f.evidence.get("org_default") is org_default
+    assert f.summary.startswith("IMAP and Authenticated SMTP")
+    assert f.remediation is not None
+    assert f.remediation.params["protocols"] == ["Imap", "SmtpClientAuth"]
 
 
 async def test_mailbox_activesync_off_for_a_phone() -> None:

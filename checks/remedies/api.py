@@ -145,7 +145,7 @@ async def apply(
             message=PERSON_DRY_RUN,
             detail=(
                 f"Dry run: nothing was sent. The precondition holds ({decision.detail}); "
-                f"applying would do this: {executor.done(params)}"
+                f"applying would do this: {decision.done or executor.done(params)}"
             ),
             reads=reads(),
             subject=subject,
@@ -165,7 +165,7 @@ async def apply(
         sent=sent,
         status=status,
         message=f"{state} — {executor.next_step(params)}.",
-        detail=executor.done(params),
+        detail=decision.done or executor.done(params),
         reads=[r for r in reads() if not _is_write(r)],
         subject=subject,
     )

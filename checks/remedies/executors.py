@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from checks.cloud import CloudHosts
 from checks.models import Remediation
@@ -85,8 +85,23 @@ ProtocolName = Annotated[str, AfterValidator(_protocol)]
 
 
 class EnableProtocolParams(_Params):
+    """`protocol` (one; the form stored before fixes combined protocols) or `protocols`
+    (several, switched on in one Set-CASMailbox call)."""
+
     mailbox: MailboxAddress
-    protocol: ProtocolName
+    protocol: ProtocolName | None = None
+    protocols: Annotated[list[ProtocolName], Field(min_length=1, max_length=16)] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> EnableProtocolParams:
+        if (self.protocol is None) == (self.protocols is None):
+            raise ValueError("give protocol (one) or protocols (several), not both or neither")
+        return self
+
+    @property
+    def specs(self) -> list[propose.Protocol]:
+        """The protocols, each once, in `propose.PROTOCOLS` order."""
+        return propose.protocol_set(self.protocol, self.protocols)
 
 
 class ReleaseDeviceParams(_Params):
@@ -156,6 +171,7 @@ class Decision:
     writes: list[PlannedRequest] = field(default_factory=list)
     detail: str = ""  # for the admin
     subject: str | None = None  # the person's address, when the reads showed it
+    done: str = ""  # what applying does, when it is less than `Executor.done` says (admin)
 
 
 ON_PREMISES = (
@@ -231,44 +247,83 @@ def _who(user: User) -> str:
 # --- enable a mailbox protocol (Set-CASMailbox, §6.2) -----------------------------------------
 
 
+def _switches(mailbox: str, specs: list[propose.Protocol]) -> dict[str, Any]:
+    return {"Identity": mailbox, **{s.parameter: s.on for s in specs}}
+
+
 def _protocol_plan(p: EnableProtocolParams, at: Endpoints) -> list[PlannedRequest]:
-    spec = propose.PROTOCOLS[p.protocol]
-    return [at.exo("Set-CASMailbox", {"Identity": p.mailbox, spec.parameter: spec.on})]
+    return [at.exo("Set-CASMailbox", _switches(p.mailbox, p.specs))]
+
+
+def _are(items: list[Any]) -> str:
+    return "is" if len(items) == 1 else "are"
+
+
+async def _org_smtp_auth_on(client: TenantClient) -> bool:
+    """Get-TransportConfig: SMTP AUTH is on for the organisation (what `$null` follows)."""
+    try:
+        rows = await client.exo("Get-TransportConfig")
+    except TenantNotFound:
+        rows = []
+    org = TransportConfig.model_validate(rows[0]) if rows else None
+    return org is not None and org.smtp_client_authentication_disabled is False
 
 
 async def _protocol_decide(
     p: EnableProtocolParams, client: TenantClient, at: Endpoints
 ) -> Decision:
-    spec = propose.PROTOCOLS[p.protocol]
+    specs = p.specs
     cas = await _cas_mailbox(client, p.mailbox)
     if cas is None:
         return _no_mailbox(p.mailbox)
     subject = cas.primary_smtp_address or p.mailbox
-    current = cas.model_dump(by_alias=True).get(spec.parameter)
-    if current is spec.on:
+    current = cas.model_dump(by_alias=True)
+    off: list[propose.Protocol] = []
+    on: list[str] = []  # already on, in words
+    why: list[str] = []
+    for spec in specs:
+        value = current.get(spec.parameter)
+        if value is spec.on:
+            on.append(spec.words)
+            continue
+        if spec.name == "SmtpClientAuth" and value is None:
+            # $null: the organisation's Get-TransportConfig value applies (§6.2)
+            if await _org_smtp_auth_on(client):
+                on.append(f"{spec.words} (through the organisation's setting)")
+                continue
+            reason = "the mailbox follows the organisation's setting, which switches it off"
+        else:
+            reason = f"it is off for {p.mailbox}"
+        off.append(spec)
+        why.append(reason if len(specs) == 1 else f"{spec.words}: {reason}")
+    if not off:
         return Decision(
             Outcome.ALREADY_DONE,
-            detail=f"{spec.words} is already on for {p.mailbox}; nothing was sent.",
+            detail=f"{propose.joined(on)} {_are(on)} already on for {p.mailbox}; nothing was sent.",
             subject=subject,
         )
-    if spec.name == "SmtpClientAuth" and current is None:
-        # $null: the organisation's Get-TransportConfig value applies (§6.2)
-        try:
-            rows = await client.exo("Get-TransportConfig")
-        except TenantNotFound:
-            rows = []
-        org = TransportConfig.model_validate(rows[0]) if rows else None
-        if org is not None and org.smtp_client_authentication_disabled is False:
-            return Decision(
-                Outcome.ALREADY_DONE,
-                detail=f"{spec.words} is already on for {p.mailbox} through the "
-                "organisation's setting; nothing was sent.",
-                subject=subject,
-            )
-        why = "the mailbox follows the organisation's setting, which switches it off"
-    else:
-        why = f"it is off for {p.mailbox}"
-    return Decision(None, _protocol_plan(p, at), detail=why, subject=subject)
+    if len(specs) == 1:
+        return Decision(None, _protocol_plan(p, at), detail=why[0], subject=subject)
+    detail = "; ".join(why)
+    done = ""
+    if on:
+        detail += f"; {propose.joined(on)} {_are(on)} already on and {_are(on)} left alone"
+        done = _protocol_done(p.mailbox, off) + (
+            f" {propose.joined(on)} {'was' if len(on) == 1 else 'were'} already on."
+        )
+    return Decision(
+        None,
+        [at.exo("Set-CASMailbox", _switches(p.mailbox, off))],
+        detail=detail,
+        subject=subject,
+        done=done,
+    )
+
+
+def _protocol_done(mailbox: str, specs: list[propose.Protocol]) -> str:
+    words = propose.joined([s.words for s in specs])
+    switches = " ".join(f"-{s.parameter}" for s in specs)
+    return f"Switched {words} on for {mailbox} (Set-CASMailbox {switches})."
 
 
 # --- release a quarantined phone (ActiveSyncAllowedDeviceIDs @{Add=…}, §3.3, §6.3) ------------
@@ -470,7 +525,8 @@ async def _restore_decide(p: RestoreUserParams, client: TenantClient, at: Endpoi
 
 
 def _protocol_state(p: EnableProtocolParams) -> str:
-    return f"{propose.PROTOCOLS[p.protocol].short} is switched on for your mailbox"
+    specs = p.specs
+    return f"{propose.joined([s.short for s in specs])} {_are(specs)} switched on for your mailbox"
 
 
 EXECUTORS: dict[str, Executor] = {
@@ -482,11 +538,8 @@ EXECUTORS: dict[str, Executor] = {
             _protocol_plan,
             _protocol_decide,
             _protocol_state,
-            lambda p: propose.PROTOCOLS[p.protocol].again,
-            lambda p: (
-                f"Switched {propose.PROTOCOLS[p.protocol].words} on for {p.mailbox} "
-                f"(Set-CASMailbox -{propose.PROTOCOLS[p.protocol].parameter})."
-            ),
+            lambda p: propose.joined([s.again for s in p.specs]),
+            lambda p: _protocol_done(p.mailbox, p.specs),
         ),
         Executor(
             propose.RELEASE_DEVICE,

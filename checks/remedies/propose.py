@@ -8,7 +8,8 @@ Nothing here talks to the tenant; `checks.remedies.executors` does, after approv
 
 Operations (reference exchange-online-diagnostics.md):
 - protocol switches: `Set-CASMailbox <u> -ActiveSyncEnabled $true` …,
-  `-SmtpClientAuthenticationDisabled $false` (§6.2);
+  `-SmtpClientAuthenticationDisabled $false` (§6.2); every switch a finding lists goes in one
+  call (`-MAPIEnabled $true -EwsEnabled $true`), so one approval fixes them all;
 - releasing a quarantined phone: `Set-CASMailbox <u> -ActiveSyncAllowedDeviceIDs @{Add="<id>"}`
   (§3.3), sent over InvokeCommand as a `#Exchange.GenericHashTable` (§6.3 (a));
 - licences: Graph `POST /users/{id}/assignLicense` (a user without `usageLocation` cannot be
@@ -20,6 +21,7 @@ Operations (reference exchange-online-diagnostics.md):
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,25 +138,70 @@ def license_body(sku_id: str, disabled_plans: list[str]) -> dict[str, Any]:
     }
 
 
-def enable_protocol(mailbox: str, protocol: str) -> Remediation:
-    """Switch one protocol on for a mailbox (`Set-CASMailbox`)."""
-    _required(mailbox=mailbox, protocol=protocol)
-    spec = PROTOCOLS.get(protocol)
-    if spec is None:
-        raise ValueError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
+def protocol_set(
+    protocol: str | None = None, protocols: Sequence[str] | None = None
+) -> list[Protocol]:
+    """The protocols of an enable-protocol fix: `protocol` (the single-protocol form) or
+    `protocols` (several, one Set-CASMailbox call), known names only, each once, in the order
+    of `PROTOCOLS` (so the same set is always the same fix)."""
+    if protocol is not None and protocols is not None:
+        raise ValueError("give protocol or protocols, not both")
+    if protocols is None:
+        _required(protocol=protocol or "")
+        names = [protocol or ""]
+    else:
+        if isinstance(protocols, str) or not protocols:
+            raise ValueError("protocols must be a non-empty list of protocol names")
+        names = list(protocols)
+    unknown = [n for n in names if not isinstance(n, str) or n not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown protocol {unknown[0]!r}; one of {', '.join(PROTOCOLS)}")
+    wanted = set(names)
+    return [p for p in PROTOCOLS.values() if p.name in wanted]
+
+
+def joined(words: Sequence[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    said = list(dict.fromkeys(words))
+    return said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+
+
+def enable_protocol(
+    mailbox: str, protocol: str | None = None, protocols: Sequence[str] | None = None
+) -> Remediation:
+    """Switch protocols on for a mailbox in one `Set-CASMailbox` call.
+
+    `protocol` is one protocol (params `{"mailbox", "protocol"}`, the form stored before
+    several could be combined); `protocols` is every protocol a finding lists. A set of one is
+    built in the single-protocol form, so its params and idempotency key stay as they were.
+    Several: params `{"mailbox", "protocols": [...]}` in `PROTOCOLS` order, and the key names
+    the set sorted (`enable-protocol:<mailbox>:Ews+Mapi`).
+    """
+    _required(mailbox=mailbox)
+    specs = protocol_set(protocol, protocols)
+    switches = " ".join(f"-{s.parameter} {_ps(s.on)}" for s in specs)
+    words = joined([s.words for s in specs])
+    params: dict[str, Any]
+    if len(specs) == 1:
+        params = {"mailbox": mailbox, "protocol": specs[0].name}
+    else:
+        params = {"mailbox": mailbox, "protocols": [s.name for s in specs]}
+    key = "+".join(sorted(s.name for s in specs))
     return Remediation(
         id=ENABLE_PROTOCOL,
-        title=f"Switch {spec.words} on for {mailbox}",
+        title=f"Switch {words} on for {mailbox}",
         api="exo",
         action="Set-CASMailbox",
-        params={"mailbox": mailbox, "protocol": spec.name},
+        params=params,
         target=mailbox,
-        operation=f"Set-CASMailbox -Identity {_ps(mailbox)} -{spec.parameter} {_ps(spec.on)}",
+        operation=f"Set-CASMailbox -Identity {_ps(mailbox)} {switches}",
         precondition=(
-            f"The Exchange Online mailbox {mailbox} exists and {spec.words} is not already on "
-            "for it."
+            f"The Exchange Online mailbox {mailbox} exists and {words} "
+            f"{'is' if len(specs) == 1 else 'are'} not already on for it"
+            + ("" if len(specs) == 1 else " (only the switches still off are sent)")
+            + "."
         ),
-        idempotency_key=f"{ENABLE_PROTOCOL}:{mailbox.lower()}:{spec.name}",
+        idempotency_key=f"{ENABLE_PROTOCOL}:{mailbox.lower()}:{key}",
         verify=["tenant.mailbox"],
     )
 

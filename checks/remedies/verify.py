@@ -34,10 +34,22 @@ PROTOCOL_CLIENT: dict[str, Client] = {
 def recheck_client(remediation: Remediation) -> Client:
     """The client to diagnose for when re-running the checks behind `remediation`."""
     if remediation.id == propose.ENABLE_PROTOCOL:
-        return PROTOCOL_CLIENT.get(str(remediation.params.get("protocol")), Client.ALL)
+        return _protocols_client(remediation)
     if remediation.id == propose.RELEASE_DEVICE:
         return Client.MOBILE
     return Client.ALL
+
+
+def _protocols_client(remediation: Remediation) -> Client:
+    """One protocol: its client. Several: the client they all belong to (MAPI and EWS:
+    Outlook); SMTP AUTH goes with IMAP or POP (those clients check it too); else every client."""
+    params = remediation.params
+    many = params.get("protocols")
+    names = [str(n) for n in many] if isinstance(many, list) else [str(params.get("protocol"))]
+    clients = {PROTOCOL_CLIENT.get(n, Client.ALL) for n in names}
+    if len(clients) == 2 and Client.SMTP in clients and clients & {Client.IMAP, Client.POP}:
+        clients.discard(Client.SMTP)
+    return clients.pop() if len(clients) == 1 else Client.ALL
 
 
 def recheck_address(remediation: Remediation, result: FixResult | None = None) -> str | None:

@@ -56,8 +56,13 @@ def _off(cas: CasMailbox, names: tuple[str, ...]) -> list[str]:
     return [n for n in names if getattr(cas, SWITCHES[n][0]) is False]
 
 
+# SMTP AUTH is listed with the switches when an IMAP or POP app has both off (one fix for all).
+SMTP_AUTH = "SmtpClientAuth"
+SMTP_AUTH_WORDS = "Authenticated SMTP (SMTP AUTH, which this app uses to send mail)"
+
+
 def _words(names: list[str]) -> str:
-    said = [SWITCHES[n][1] for n in names]
+    said = [SMTP_AUTH_WORDS if n == SMTP_AUTH else SWITCHES[n][1] for n in names]
     return said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
 
 
@@ -82,6 +87,13 @@ async def _mailbox(ctx: CheckContext) -> Finding:
     }
     if ctx.client is Client.ALL:
         evidence["also_off"] = _off(cas, ("Imap", "Pop"))
+    if off and ctx.client in SMTP_CLIENTS:
+        smtp_off, org_disabled, more = await _smtp_auth_also_off(ctx, cas)
+        evidence["requests"] = requests + more
+        if org_disabled is not None:
+            evidence["org_default"] = org_disabled
+        if smtp_off:
+            off = [*off, SMTP_AUTH]
     if off:
         return MAILBOX.finding(
             Status.FAIL,
@@ -95,7 +107,7 @@ async def _mailbox(ctx: CheckContext) -> Finding:
                 "The change takes effect within about an hour; then the app connects again "
                 "without being set up anew.",
             ],
-            remediation=propose.enable_protocol(mailbox, off[0]),
+            remediation=propose.enable_protocol(mailbox, protocols=off),
         )
     if ctx.client in SMTP_CLIENTS:
         return await _smtp_auth(ctx, cas, mailbox, evidence)
@@ -106,6 +118,23 @@ async def _mailbox(ctx: CheckContext) -> Finding:
         f"{address} has an Exchange Online mailbox{what}.",
         evidence={**evidence, "problem": None},
     )
+
+
+async def _smtp_auth_also_off(
+    ctx: CheckContext, cas: CasMailbox
+) -> tuple[bool, bool | None, list[str]]:
+    """For an app whose protocol is off: is SMTP AUTH off too (so the one fix switches it on as
+    well)? (off, the organisation's setting when it was read, the requests). A failed read of
+    the organisation's setting leaves SMTP AUTH out; the check after the fix reports it."""
+    setting = cas.smtp_client_authentication_disabled
+    if setting is not None:
+        return setting, None, []
+    try:
+        transport = await reads.transport_config(ctx)
+    except TenantError:
+        return False, None, []
+    org = transport.value.smtp_client_authentication_disabled
+    return bool(org), org, list(transport.requests)
 
 
 async def _smtp_auth(

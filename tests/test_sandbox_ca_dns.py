@@ -301,3 +301,16 @@ async def test_restart_and_ipv6() -> None:
     async with DnsServer(zone(), host="::1") as v6:
         reply = await _tcp(v6, "www.contoso.test", "A")
     assert reply.rcode() == dns.rcode.NOERROR
+
+
+async def test_a_question_asked_again_is_answered_from_the_cache_until_the_zone_changes() -> None:
+    z = zone()
+    async with DnsServer(z) as server:
+        first = await _udp(server, "www.contoso.test", "A")
+        again = await _udp(server, "www.contoso.test", "A")
+        z.add("www.contoso.test", "A", "127.9.0.99")
+        changed = await _udp(server, "www.contoso.test", "A")
+    # dns.asyncquery.udp accepts only a reply carrying its own query's id: each got its own.
+    assert [r.to_text() for r in again.answer] == [r.to_text() for r in first.answer]
+    assert len(changed.answer[0]) == len(first.answer[0]) + 1
+    assert server.queries[-3:] == [("udp", "www.contoso.test", "A")] * 3  # all three seen

@@ -412,9 +412,9 @@ class DnsClient:
     ) -> _Asked | None:
         """One UDP exchange read without dnspython's objects (see `_read_reply`), or None."""
         server = resolver.nameservers[0]
-        address, port = getattr(server, "address", None), getattr(server, "port", None)
-        if not isinstance(address, str) or not isinstance(port, int):
-            return None
+        if not isinstance(server, dns.nameserver.Do53Nameserver):
+            return None  # DNS over HTTPS or TLS from the system's configuration: the resolver's
+        address, port = server.address, server.port
         qid = int.from_bytes(os.urandom(2), "big")
         loop = asyncio.get_running_loop()
         try:

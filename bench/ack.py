@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import statistics
@@ -163,7 +164,14 @@ async def burst(send: Callable[[int], Awaitable[int]], n: int) -> list[float]:
             raise SystemExit(f"request {i} answered HTTP {status}")
         return (time.perf_counter() - t0) * 1000
 
-    return list(await asyncio.gather(*(one(i) for i in range(n))))
+    # The driver's own collector must not pause the clock mid-burst (it did: a full
+    # collection landed in the same burst run after run); it collects between bursts.
+    gc.collect()
+    gc.disable()
+    try:
+        return list(await asyncio.gather(*(one(i) for i in range(n))))
+    finally:
+        gc.enable()
 
 
 def cpu_seconds(pid: int) -> float:

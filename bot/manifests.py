@@ -49,8 +49,8 @@ FULL_DESCRIPTION = (
     "the next steps for your mail app, and hands the case to the helpdesk with one click."
 )
 # The Slack scopes the bot uses (bot/slack.py): the command, posting and editing its messages,
-# posting where it was not invited, opening DMs, reading profiles to prefill the address, the
-# helpdesk channel's name for the person's receipt, and approvers given as a user group.
+# posting where it was not invited, opening DMs, reading profiles to prefill the address, and
+# the helpdesk channel's name for the person's receipt.
 SLACK_SCOPES = (
     "commands",
     "chat:write",
@@ -59,8 +59,10 @@ SLACK_SCOPES = (
     "users:read",
     "users:read.email",
     "channels:read",
-    "usergroups:read",
 )
+# Declared in the manifest, asked for by an OAuth install only when needed: approvers given as
+# a Slack user group (S…).
+SLACK_OPTIONAL_SCOPES = ("usergroups:read",)
 # The Teams command menu (§B7: titles of at most 12 characters).
 TEAMS_COMMANDS = (
     ("mailfix", "Check why a mail app cannot connect: mailfix [address]"),
@@ -155,7 +157,7 @@ def slack_manifest(url: str) -> dict[str, Any]:
         "oauth_config": {
             # Where a multi-workspace install comes back (MAILFIX_SLACK_CLIENT_ID is set).
             "redirect_urls": [f"{base}/slack/oauth_redirect"],
-            "scopes": {"bot": list(SLACK_SCOPES)},
+            "scopes": {"bot": [*SLACK_SCOPES, *SLACK_OPTIONAL_SCOPES]},
         },
         "settings": {
             "event_subscriptions": {"request_url": events, "bot_events": ["app_home_opened"]},

@@ -40,6 +40,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
 from bot.case_store import SqlCaseStore
+from bot.gc_policy import tune_for_serving
 from bot.housekeeping import LAPSED_MESSAGE, sweep
 from bot.limits import RateLimiter
 from bot.metrics import (
@@ -169,7 +170,9 @@ def create_app(
 
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[_guard(settings.max_body_bytes, settings.body_timeout, metrics)],
+        middlewares=[
+            _guard(settings.max_body_bytes, settings.body_timeout, metrics, runtime.supervisor)
+        ],
     )
     app[RUNTIME] = runtime
     app[METRICS] = metrics
@@ -520,7 +523,12 @@ def _too_large(limit: int) -> web.Response:
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-def _guard(limit: int, body_timeout: float = 15.0, metrics: Metrics | None = None) -> Any:
+def _guard(
+    limit: int,
+    body_timeout: float = 15.0,
+    metrics: Metrics | None = None,
+    supervisor: TaskSupervisor | None = None,
+) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         # One id per turn: every log line of this request, and of the work it starts, names it.
@@ -528,7 +536,11 @@ def _guard(limit: int, body_timeout: float = 15.0, metrics: Metrics | None = Non
         REQUEST_ID.set(request_id)
         platform = PLATFORM_PATHS.get(request.path)
         started = time.perf_counter()
-        response = await _guarded(request, handler)
+        if supervisor is None or platform is None:
+            response = await _guarded(request, handler)
+        else:
+            with supervisor.serving():  # acknowledge first: background work waits
+                response = await _guarded(request, handler)
         if platform is not None and metrics is not None:
             metrics.ack_seconds.labels(platform).observe(time.perf_counter() - started)
             if response.status >= 400:
@@ -716,6 +728,7 @@ async def start(
 async def _serve(settings: Settings, host: str, port: int) -> None:
     app = create_app(settings)
     runner, bound = await start(app, settings, host=host, port=port)
+    tune_for_serving()  # bot/gc_policy.py: startup objects frozen, young collected less often
     log.info("mailfix serving on %s:%d", host, bound)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,19 +5,29 @@ Every piece of work that outlives a request goes through `TaskSupervisor.spawn`,
 `create_task`: the supervisor keeps a strong reference (the event loop keeps only a weak one),
 logs a crash with its name, calls `on_error` so the person sees an error card instead of
 silence, and on shutdown cancels what is left and waits for it.
+
+Acknowledge first, everything else after: while the server is answering Slack or Teams
+(`serving`), new background work waits to start until no such request has come for
+`QUIET_AFTER`, or at most `MAX_DEFER`, so a steady stream of requests cannot starve it. A burst
+of commands is then acknowledged before the forms and cards it asked for take the event loop
+(bench/ack.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 ErrorHook = Callable[[BaseException], Awaitable[None]]
+
+QUIET_AFTER = 0.05  # seconds without a platform request before held-back work starts
+MAX_DEFER = 0.5  # seconds new background work waits at most
 
 
 class TaskSupervisor:
@@ -28,11 +38,33 @@ class TaskSupervisor:
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._serving = 0  # platform requests being answered now
+        self._quiet: asyncio.Event | None = None  # set once none has come for QUIET_AFTER
 
     @property
     def running(self) -> int:
         """Tasks still running, housekeeping included."""
         return len(self._tasks)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Around answering one platform request: new background work holds back."""
+        if self._quiet is None:
+            self._quiet = asyncio.Event()
+        self._serving += 1
+        self._quiet.clear()
+        try:
+            yield
+        finally:
+            self._serving -= 1
+            if not self._serving:
+                # A burst arrives over some milliseconds: its later requests must not wait
+                # behind the work its earlier ones started.
+                asyncio.get_running_loop().call_later(QUIET_AFTER, self._maybe_quiet)
+
+    def _maybe_quiet(self) -> None:
+        if not self._serving and self._quiet is not None:
+            self._quiet.set()
 
     def spawn(
         self,
@@ -63,6 +95,11 @@ class TaskSupervisor:
         self, work: Coroutine[Any, Any, Any], name: str, on_error: ErrorHook | None
     ) -> None:
         try:
+            quiet = self._quiet
+            if quiet is not None and not quiet.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(MAX_DEFER):
+                        await quiet.wait()
             await work
         except asyncio.CancelledError:
             raise

@@ -55,6 +55,7 @@ import json
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -81,6 +82,7 @@ from botbuilder.schema import (
     ConversationParameters,
     ConversationReference,
 )
+from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import (
     AuthenticateRequestResult,
     AuthenticationConstants,
@@ -213,6 +215,44 @@ class AdapterConfig:
         )
 
 
+MAX_CONNECTORS = 64  # connector clients kept: one per (app id, scope, serviceUrl, audience)
+
+
+class _SharedConnectors(ConnectorFactory):  # type: ignore[misc]
+    """The SDK's connector factory, with its clients kept and shared between turns.
+
+    The SDK builds a new `ConnectorClient` (credentials, msrest configuration, serialisers) for
+    every activity and every proactive turn: the largest part of a Teams turn's CPU, measured in
+    bench/ack.py. A client depends only on the app id, the scope it asks tokens for, the
+    serviceUrl and the audience; botbuilder's older `BotFrameworkAdapter` kept them the same
+    way. Bounded, least recently used first out.
+    """
+
+    def __init__(
+        self,
+        inner: ConnectorFactory,
+        identity: ClaimsIdentity | None,
+        cache: OrderedDict[tuple[Any, ...], ConnectorClient],
+    ) -> None:
+        self._inner = inner
+        claims = identity.claims if identity is not None else {}
+        self._app_id = JwtTokenValidation.get_app_id_from_claims(claims) if claims else None
+        self._scope = getattr(inner, "_to_channel_from_bot_oauth_scope", None)
+        self._cache = cache
+
+    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
+        key = (type(self._inner), self._app_id, self._scope, service_url, audience)
+        client = self._cache.get(key)
+        if client is not None:
+            self._cache.move_to_end(key)
+            return client
+        client = await self._inner.create(service_url, audience)
+        self._cache[key] = client
+        while len(self._cache) > MAX_CONNECTORS:
+            self._cache.popitem(last=False)
+        return client
+
+
 class MappedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
     """Delegates to the SDK's authentication; a token it cannot read is a 401, not a 500.
 
@@ -228,6 +268,7 @@ class MappedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
         self._inner = inner
         self._verifier = verifier
         self._user_token_clients: dict[str | None, UserTokenClient] = {}
+        self._connectors: OrderedDict[tuple[Any, ...], ConnectorClient] = OrderedDict()
 
     def result_for(self, verified: Verified) -> AuthenticateRequestResult:
         """What the SDK's own check would return, for a token `TokenVerifier` accepted."""
@@ -236,7 +277,7 @@ class MappedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
         result.claims_identity = identity
         result.audience = self._inner.get_originating_audience()
         result.caller_id = CallerIdConstants.public_azure_channel if verified.channel else None
-        result.connector_factory = self._inner.create_connector_factory(identity)
+        result.connector_factory = self.create_connector_factory(identity)
         return result
 
     async def authenticate_request(
@@ -253,12 +294,19 @@ class MappedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
                 raise PermissionError(why)
             return self.result_for(verified)
         try:
-            return await self._inner.authenticate_request(activity, auth_header)
+            result: AuthenticateRequestResult = await self._inner.authenticate_request(
+                activity, auth_header
+            )
         except (PermissionError, OSError, TimeoutError):
             raise  # requests' errors are OSErrors too
         except Exception as exc:
             log.info("Teams request refused: unreadable token (%s)", type(exc).__name__)
             raise PermissionError("invalid token") from exc
+        if result.connector_factory is not None:
+            result.connector_factory = _SharedConnectors(
+                result.connector_factory, result.claims_identity, self._connectors
+            )
+        return result
 
     async def authenticate_streaming_request(
         self, auth_header: str, channel_id_header: str
@@ -266,7 +314,8 @@ class MappedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
         return await self._inner.authenticate_streaming_request(auth_header, channel_id_header)
 
     def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
-        return self._inner.create_connector_factory(claims_identity)
+        inner = self._inner.create_connector_factory(claims_identity)
+        return _SharedConnectors(inner, claims_identity, self._connectors)
 
     async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
         # The SDK builds a new client (credentials, a requests session, msrest config) for every
@@ -799,7 +848,9 @@ class TeamsBot:
             log.warning("Teams request refused: %s", exc)
             return _problem(exc.status, exc.code, str(exc))
         problem = _activity_problem(body) or self._sender_problem(body)
-        if problem:
+        activity = None if problem else _read_activity(body)
+        if activity is None:
+            problem = problem or "The activity does not have the Bot Framework shape."
             log.warning("Teams request refused: %s", problem)
             return _problem(400, "bad_request", problem)
         if verified is not None:
@@ -810,7 +861,6 @@ class TeamsBot:
         elif body.get("channelId") not in self.verifier.channels:
             log.warning("Teams request refused: channel not accepted")
             return _problem(400, "bad_request", "The activity is not from Microsoft Teams.")
-        activity = Activity().deserialize(body)
         try:
             auth = await self._authenticated(activity, verified)
         except PermissionError as exc:
@@ -846,6 +896,11 @@ class TeamsBot:
         self, request: web.Request, activity: Activity, auth: AuthenticateRequestResult
     ) -> web.StreamResponse:
         """What `CloudAdapter.process` does, on the activity we already read and checked."""
+        if activity.type == ActivityTypes.message:
+            # A message needs only its 201: the turn (the SDK's pipeline, the database, the
+            # replies) runs after it, off the request path (bench/ack.py).
+            self._spawn(self._message_turn(activity, auth), None, "teams.message")
+            return web.Response(status=201)
         after: list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] = []
         token = _AFTER.set(after)
         try:
@@ -876,6 +931,21 @@ class TeamsBot:
                 for work, target, name in after:
                     self._spawn(work, target, name)
         return response
+
+    async def _message_turn(self, activity: Activity, auth: AuthenticateRequestResult) -> None:
+        """A message's turn, after its 201; the work it queues starts when the turn is done."""
+        after: list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] = []
+        token = _AFTER.set(after)
+        try:
+            await self.adapter.process_activity(auth, activity, self.handler.on_turn)
+        except BaseException:
+            for work, _, _ in after:
+                work.close()
+            raise
+        finally:
+            _AFTER.reset(token)
+        for work, target, name in after:
+            self._spawn(work, target, name)
 
     # --- activities ----------------------------------------------------------------------------
 
@@ -1803,11 +1873,17 @@ def _activity_problem(body: Any) -> str | None:
             return f"The activity has no {key} id."
     if body["type"] == ActivityTypes.invoke and not isinstance(body.get("name"), str):
         return "The invoke has no name."
-    try:
-        Activity().deserialize(body)
-    except Exception:  # msrest's DeserializationError and friends
-        return "The activity does not have the Bot Framework shape."
     return None
+
+
+def _read_activity(body: dict[str, Any]) -> Activity | None:
+    """The SDK's Activity, or None when the JSON does not have its shape. Read once per
+    request: msrest's deserialisation is a large part of a turn's CPU (bench/ack.py)."""
+    try:
+        activity: Activity = Activity().deserialize(body)
+    except Exception:  # msrest's DeserializationError and friends
+        return None
+    return activity
 
 
 def _problem(

@@ -266,12 +266,13 @@ async def test_rate_limit_tells_the_person_how_long_to_wait(tmp_path: Path) -> N
         assert "try again in 3 minutes" in text  # one token back 300 s after the bucket's start
         assert len(bot.diagnose.requests) == 2
 
-        # /mailfix itself says so at once, without opening a form.
+        # /mailfix itself says so at once (only to them, just after its ack), without a form.
         opened = len(bot.slack.of("views.open"))
         response = await bot.post(bot.sign.command("ana@contoso.com"))
-        body = await response.json()
-        assert body["response_type"] == "ephemeral"
-        assert "You've run 2 diagnoses" in body["text"]
+        assert response.status == 200
+        _, notice = await bot.slack.wait_for("chat.postEphemeral", 2)
+        assert "You've run 2 diagnoses" in notice.body["text"]
+        await bot.runtime.supervisor.wait_idle()
         assert len(bot.slack.of("views.open")) == opened
 
         # Bo has his own bucket.

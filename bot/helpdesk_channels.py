@@ -3,7 +3,7 @@
 A case opened from Slack is posted to the Slack helpdesk channel, one from Teams to the Teams
 channel; the person is told on the platform they asked on. A card's reference carries its
 platform, so whichever replica handles a later click can update it in place.
-The Teams half lives in `bot/teams.py` (the only module that imports botbuilder).
+The Teams half lives in `bot/teams/helpdesk.py` (only `bot/teams/` imports botbuilder).
 """
 
 from __future__ import annotations

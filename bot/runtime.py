@@ -1,7 +1,7 @@
 """What every platform adapter shares inside one server process.
 
 `Runtime` is handed to the Slack adapter (bot/slack.py) and to the Teams adapter's factory
-(bot/teams.py): the settings, the one `Conversation`, the store, the background-task supervisor,
+(bot/teams/): the settings, the one `Conversation`, the store, the background-task supervisor,
 the per-person rate limiter and the event dedupe. Adapters translate; everything they share
 lives here, so both platforms follow the same rules.
 

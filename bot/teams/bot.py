@@ -1,8 +1,5 @@
 """Teams side: a thin translator between Bot Framework activities and our Turn / Reply models.
 
-The only module that imports botbuilder / botframework (DESIGN.md: the SDK is archived upstream,
-so a move to the Microsoft 365 Agents SDK stays inside this file).
-
 In (POST /api/messages, `CloudAdapter`):
 - a message "mailfix [address]" in a personal chat, or "@mailfix …" in a channel or group chat
   -> `Turn(START)` -> the intake card, sent as a new message;
@@ -47,23 +44,16 @@ Two SDK bugs are worked around here:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import html
-import json
 import logging
 import re
-import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
-import jwt
 from aiohttp import web
 from botbuilder.core import CardFactory, InvokeResponse, MessageFactory, TurnContext
 from botbuilder.core.serializer_helper import serializer_helper
@@ -76,35 +66,31 @@ from botbuilder.schema import (
     Activity,
     ActivityTypes,
     AdaptiveCardInvokeResponse,
-    CallerIdConstants,
-    ChannelAccount,
-    ConversationAccount,
-    ConversationParameters,
     ConversationReference,
 )
-from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import (
     AuthenticateRequestResult,
-    AuthenticationConstants,
-    BotFrameworkAuthentication,
-    ClaimsIdentity,
-    ConnectorFactory,
-    EmulatorValidation,
-    JwtTokenValidation,
-    UserTokenClient,
 )
 from botframework.connector.teams import TeamsConnectorClient
-from jwt.algorithms import RSAAlgorithm
 
 from bot.limits import BadBody, parse_json_object
 from bot.runtime import Handler, Runtime
-from bot.settings import Settings, TeamsAppType
+from bot.teams.auth import (
+    EMULATOR_CHANNEL,
+    AdapterConfig,
+    KeysUnavailable,
+    MappedAuthentication,
+    TokenVerifier,
+    Verified,
+    token_off_the_loop,
+    well_formed_authorization,
+)
 from cards import Target, render
 from cards.data import ErrorData
 from dialogs.approval import Actor
 from dialogs.case_buttons import BadPress, card_for, case_number, press
-from dialogs.cases import Case, CaseAction, CaseState
-from dialogs.helpdesk import Helpdesk, Posted
+from dialogs.cases import CaseAction
+from dialogs.helpdesk import Helpdesk
 from dialogs.intake import address_from_text
 from dialogs.models import (
     Action,
@@ -121,6 +107,9 @@ from dialogs.models import (
     Update,
 )
 from dialogs.presses import click_key
+
+if TYPE_CHECKING:
+    from bot.teams.helpdesk import TeamsHelpdesk
 
 log = logging.getLogger(__name__)
 
@@ -168,458 +157,6 @@ _MENTION = re.compile(r"<at\b[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
 _AFTER: ContextVar[list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] | None] = (
     ContextVar("mailfix_teams_after", default=None)
 )
-
-
-# --- settings -> the SDK's configuration ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AdapterConfig:
-    """What `ConfigurationBotFrameworkAuthentication` reads (attribute names are the SDK's).
-
-    The SDK reads each attribute with `getattr(config, name, None)`, so None means unset. Any
-    of the endpoint attributes switches it from its built-in public-cloud authentication to
-    the parameterized one, which needs them all: see `with_openid_metadata`.
-    """
-
-    APP_ID: str
-    APP_PASSWORD: str
-    APP_TYPE: str
-    APP_TENANTID: str
-    TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL: str | None = None
-    TO_BOT_FROM_CHANNEL_TOKEN_ISSUER: str | None = None
-    TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL: str | None = None
-    TO_CHANNEL_FROM_BOT_LOGIN_URL: str | None = None
-    TO_CHANNEL_FROM_BOT_OAUTH_SCOPE: str | None = None
-    OAUTH_URL: str | None = None
-    CALLER_ID: str | None = None
-
-    def with_openid_metadata(self, url: str) -> AdapterConfig:
-        """Inbound tokens' signing keys from `url`; every other endpoint the public cloud's.
-
-        These are the values `_PublicCloudBotFrameworkAuthentication` uses, so only where the
-        keys come from changes: the issuer must still be https://api.botframework.com, and
-        replies still get their tokens from the public cloud's login.
-        """
-        return replace(
-            self,
-            TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=url,
-            TO_BOT_FROM_CHANNEL_TOKEN_ISSUER=AuthenticationConstants.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER,
-            TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL=(
-                AuthenticationConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL
-            ),
-            TO_CHANNEL_FROM_BOT_LOGIN_URL=AuthenticationConstants.TO_CHANNEL_FROM_BOT_LOGIN_URL_PREFIX,
-            TO_CHANNEL_FROM_BOT_OAUTH_SCOPE=AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE,
-            OAUTH_URL=AuthenticationConstants.OAUTH_URL,
-            CALLER_ID=CallerIdConstants.public_azure_channel,
-        )
-
-
-MAX_CONNECTORS = 64  # connector clients kept: one per (app id, scope, serviceUrl, audience)
-
-
-class _SharedConnectors(ConnectorFactory):  # type: ignore[misc]
-    """The SDK's connector factory, with its clients kept and shared between turns.
-
-    The SDK builds a new `ConnectorClient` (credentials, msrest configuration, serialisers) for
-    every activity and every proactive turn: the largest part of a Teams turn's CPU, measured in
-    bench/ack.py. A client depends only on the app id, the scope it asks tokens for, the
-    serviceUrl and the audience; botbuilder's older `BotFrameworkAdapter` kept them the same
-    way. Bounded, least recently used first out.
-    """
-
-    def __init__(
-        self,
-        inner: ConnectorFactory,
-        identity: ClaimsIdentity | None,
-        cache: OrderedDict[tuple[Any, ...], ConnectorClient],
-    ) -> None:
-        self._inner = inner
-        claims = identity.claims if identity is not None else {}
-        self._app_id = JwtTokenValidation.get_app_id_from_claims(claims) if claims else None
-        self._scope = getattr(inner, "_to_channel_from_bot_oauth_scope", None)
-        self._cache = cache
-
-    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
-        key = (type(self._inner), self._app_id, self._scope, service_url, audience)
-        client = self._cache.get(key)
-        if client is not None:
-            self._cache.move_to_end(key)
-            return client
-        client = await self._inner.create(service_url, audience)
-        self._cache[key] = client
-        while len(self._cache) > MAX_CONNECTORS:
-            self._cache.popitem(last=False)
-        return client
-
-
-class MappedAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
-    """Delegates to the SDK's authentication; a token it cannot read is a 401, not a 500.
-
-    The SDK raises `PermissionError` (-> 401) for a missing or rejected token, but lets PyJWT's
-    errors (bad encoding, bad signature, expired) and its own bare `Exception`s escape (-> 500,
-    §B2). Transport errors while fetching signing keys stay errors: that is our outage, not the
-    caller's fault.
-    """
-
-    def __init__(
-        self, inner: BotFrameworkAuthentication, verifier: TokenVerifier | None = None
-    ) -> None:
-        self._inner = inner
-        self._verifier = verifier
-        self._user_token_clients: dict[str | None, UserTokenClient] = {}
-        self._connectors: OrderedDict[tuple[Any, ...], ConnectorClient] = OrderedDict()
-
-    def result_for(self, verified: Verified) -> AuthenticateRequestResult:
-        """What the SDK's own check would return, for a token `TokenVerifier` accepted."""
-        identity = ClaimsIdentity(verified.claims, True)
-        result = AuthenticateRequestResult()
-        result.claims_identity = identity
-        result.audience = self._inner.get_originating_audience()
-        result.caller_id = CallerIdConstants.public_azure_channel if verified.channel else None
-        result.connector_factory = self.create_connector_factory(identity)
-        return result
-
-    async def authenticate_request(
-        self, activity: Activity, auth_header: str
-    ) -> AuthenticateRequestResult:
-        if self._verifier is not None and auth_header:
-            # Never the SDK's path for a token: it fetches keys with blocking I/O (§B3).
-            try:
-                verified = await self._verifier.verify(auth_header)
-            except KeysUnavailable as exc:
-                raise ConnectionError(str(exc)) from exc
-            why = self._verifier.admits(verified, activity.serialize())
-            if why is not None:
-                raise PermissionError(why)
-            return self.result_for(verified)
-        try:
-            result: AuthenticateRequestResult = await self._inner.authenticate_request(
-                activity, auth_header
-            )
-        except (PermissionError, OSError, TimeoutError):
-            raise  # requests' errors are OSErrors too
-        except Exception as exc:
-            log.info("Teams request refused: unreadable token (%s)", type(exc).__name__)
-            raise PermissionError("invalid token") from exc
-        if result.connector_factory is not None:
-            result.connector_factory = _SharedConnectors(
-                result.connector_factory, result.claims_identity, self._connectors
-            )
-        return result
-
-    async def authenticate_streaming_request(
-        self, auth_header: str, channel_id_header: str
-    ) -> AuthenticateRequestResult:
-        return await self._inner.authenticate_streaming_request(auth_header, channel_id_header)
-
-    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
-        inner = self._inner.create_connector_factory(claims_identity)
-        return _SharedConnectors(inner, claims_identity, self._connectors)
-
-    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
-        # The SDK builds a new client (credentials, a requests session, msrest config) for every
-        # activity and every proactive turn — about a third of an invoke's CPU, measured in
-        # bench/ack.py. It depends only on the app id in the claims; we never use OAuth cards,
-        # so one per app id is plenty.
-        app_id = JwtTokenValidation.get_app_id_from_claims(claims_identity.claims)
-        client = self._user_token_clients.get(app_id)
-        if client is None:
-            client = await self._inner.create_user_token_client(claims_identity)
-            self._user_token_clients[app_id] = client
-        return client
-
-    def create_bot_framework_client(self) -> Any:
-        return self._inner.create_bot_framework_client()
-
-    def get_originating_audience(self) -> str:
-        return str(self._inner.get_originating_audience())
-
-    async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
-        return await self._inner.authenticate_channel_request(auth_header)
-
-
-OUTBOUND_TOKEN_TIMEOUT = 10.0  # seconds for the bot's own token (msal, in a worker thread)
-
-
-async def token_off_the_loop(ctx: TurnContext, key: str) -> None:
-    """Fetch the bot's outbound token in a worker thread before the turn sends anything.
-
-    The SDK signs each Bot Connector call with `credentials.get_access_token()`, a synchronous
-    msal call: on a cold cache it goes to the network on the event loop's thread, stalling
-    every request the server is serving. Fetched here first, the SDK's own call finds it in
-    msal's cache. If it cannot be had, the turn fails now instead of blocking later.
-    """
-    client = ctx.turn_state.get(key)
-    credentials = getattr(getattr(client, "config", None), "credentials", None)
-    should = getattr(credentials, "_should_set_token", None)
-    if credentials is None or should is None or not should(None):
-        return  # anonymous (no app id): nothing to fetch
-    try:
-        async with asyncio.timeout(OUTBOUND_TOKEN_TIMEOUT):
-            await asyncio.to_thread(credentials.get_access_token)
-    except Exception as exc:
-        log.warning("the bot's outbound token could not be fetched (%s)", type(exc).__name__)
-        raise ConnectionError("the bot's outbound token could not be fetched") from exc
-
-
-def well_formed_authorization(header: str | None) -> bool:
-    """No header (the SDK decides), or `Bearer <a JWT whose header and payload are JSON>`."""
-    if header is None:
-        return True
-    scheme, _, token = header.strip().partition(" ")
-    if scheme != "Bearer" or not token or " " in token:
-        return False
-    parts = token.split(".")
-    if len(parts) != 3:
-        return False
-    for part in parts[:2]:
-        try:
-            decoded = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-        except (binascii.Error, ValueError):
-            return False
-        if not isinstance(decoded, dict):
-            return False
-    return True
-
-
-# --- inbound tokens, checked by us (reference/chat-platforms.md §B3) -------------------------
-#
-# The SDK's own check fetches OpenID metadata with blocking `requests` on the event loop, for
-# any issuer a token names, before the signature is checked; failures are not cached; tokens
-# without `exp` pass. Ours: the issuer first (only those the Bot Framework documents for this
-# app type), `exp` required, keys fetched with aiohttp under a timeout, cached for a day,
-# failures remembered with back-off, concurrent refreshes shared.
-
-CHANNEL_ISSUER = AuthenticationConstants.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER  # api.botframework.com
-ENTRA_METADATA_URL = AuthenticationConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL
-# The Bot Framework Emulator's issuers (botframework/connector/auth/emulator_validation.py).
-EMULATOR_ISSUERS = tuple(EmulatorValidation.TO_BOT_FROM_EMULATOR_TOKEN_VALIDATION_PARAMETERS.issuer)
-CLOCK_SKEW = 300  # seconds; the SDK's clock_tolerance for channel tokens
-KEYS_TTL = 24 * 3600.0  # the SDK refreshes OpenID metadata daily
-KEYS_TIMEOUT = 5.0  # seconds for metadata + keys together
-UNKNOWN_KID_REFRESH = 300.0  # an unknown key id refetches at most this often
-BACKOFF = (5.0, 300.0)  # first and longest wait after a failed fetch
-MAX_DOCUMENT = 256 * 1024  # bytes of metadata or JWKS we read
-TEAMS_CHANNEL = "msteams"
-EMULATOR_CHANNEL = "emulator"
-
-
-class KeysUnavailable(Exception):
-    """The signing keys could not be fetched (our outage: 503, not the caller's fault)."""
-
-
-@dataclass
-class _Key:
-    public: Any
-    endorsements: tuple[str, ...]
-
-
-class SigningKeys:
-    """The signing keys published behind one OpenID metadata URL (its `jwks_uri`)."""
-
-    def __init__(
-        self,
-        metadata_url: str,
-        *,
-        timeout: float = KEYS_TIMEOUT,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.metadata_url = metadata_url
-        self.timeout = timeout
-        self._clock = clock
-        self.fetches = 0
-        self._keys: dict[str, _Key] = {}
-        self._fetched = -1e18  # monotonic time of the last successful fetch
-        self._attempted = -1e18  # ... and of the last attempt
-        self._failures = 0
-        self._retry_at = 0.0
-        self._inflight: asyncio.Future[None] | None = None
-
-    async def key(self, kid: str) -> _Key | None:
-        """The key `kid`, fetching (once, for every waiter) only when it is due."""
-        now = self._clock()
-        fresh = now - self._fetched < KEYS_TTL
-        if fresh and kid in self._keys:
-            return self._keys[kid]
-        if fresh and now - self._attempted < UNKNOWN_KID_REFRESH:
-            return None  # an unknown key id does not make us refetch on every request
-        try:
-            if now < self._retry_at:
-                raise KeysUnavailable("signing keys unavailable (backing off)")
-            if self._inflight is None:
-                self._inflight = asyncio.ensure_future(self._refresh())
-                self._inflight.add_done_callback(self._done)
-            await asyncio.shield(self._inflight)
-        except KeysUnavailable:
-            if kid in self._keys:  # a day-old key beats no answer while the host is down
-                return self._keys[kid]
-            raise
-        return self._keys.get(kid)
-
-    def _done(self, future: asyncio.Future[None]) -> None:
-        self._inflight = None
-        if not future.cancelled():
-            future.exception()  # retrieved here: waiters re-raise it themselves
-
-    async def _refresh(self) -> None:
-        self._attempted = self._clock()
-        self.fetches += 1
-        try:
-            timeout = aiohttp.ClientTimeout(total=self.timeout)
-            async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as session:
-                metadata = await _get_json(session, self.metadata_url)
-                jwks_uri = metadata.get("jwks_uri")
-                if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http")):
-                    raise ValueError("the metadata has no jwks_uri")
-                document = await _get_json(session, jwks_uri)
-            keys = _parse_jwks(document)
-        except Exception as exc:
-            self._failures += 1
-            wait = min(BACKOFF[1], BACKOFF[0] * 2 ** (self._failures - 1))
-            self._retry_at = self._clock() + wait
-            log.warning(
-                "Teams signing keys could not be fetched (%s); next try in %.0f s",
-                type(exc).__name__,
-                wait,
-            )
-            raise KeysUnavailable("signing keys unavailable") from exc
-        self._keys = keys
-        self._fetched = self._clock()
-        self._failures = 0
-        self._retry_at = 0.0
-
-
-async def _get_json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    async with session.get(url, allow_redirects=False) as response:
-        response.raise_for_status()
-        data = await response.content.read(MAX_DOCUMENT + 1)
-    if len(data) > MAX_DOCUMENT:
-        raise ValueError("document too large")
-    return parse_json_object(data)
-
-
-def _parse_jwks(document: Mapping[str, Any]) -> dict[str, _Key]:
-    keys: dict[str, _Key] = {}
-    for entry in document.get("keys") or []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
-            continue
-        if entry.get("kty") != "RSA":
-            continue
-        try:
-            public = RSAAlgorithm.from_jwk(json.dumps(entry))
-        except Exception as exc:  # one bad key does not spoil the others
-            log.info("a signing key was skipped (%s)", type(exc).__name__)
-            continue
-        endorsements = entry.get("endorsements")
-        keys[entry["kid"]] = _Key(
-            public,
-            tuple(e for e in endorsements if isinstance(e, str))
-            if isinstance(endorsements, list)
-            else (),
-        )
-    if not keys:
-        raise ValueError("no usable RSA keys")
-    return keys
-
-
-@dataclass(frozen=True)
-class Verified:
-    """A token whose signature, issuer, audience and lifetime were checked."""
-
-    token: str
-    claims: dict[str, Any]
-    endorsements: tuple[str, ...]
-    channel: bool  # issued by the Bot Framework channel service (not Entra / the Emulator)
-
-
-class TokenVerifier:
-    """Checks inbound Bot Framework tokens without the SDK's blocking path (§B3)."""
-
-    def __init__(
-        self,
-        app_id: str,
-        *,
-        channel_metadata_url: str | None = None,
-        app_type: TeamsAppType = TeamsAppType.MULTI_TENANT,
-        tenant_id: str | None = None,
-        emulator: bool = False,
-        timeout: float = KEYS_TIMEOUT,
-    ) -> None:
-        self.app_id = app_id
-        self.emulator = emulator
-        channel_keys = SigningKeys(
-            channel_metadata_url or AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL,
-            timeout=timeout,
-        )
-        self.issuers: dict[str, SigningKeys] = {CHANNEL_ISSUER: channel_keys}
-        entra: SigningKeys | None = None
-        if app_type is TeamsAppType.SINGLE_TENANT and tenant_id:
-            # A single-tenant bot's channel tokens may come from its own tenant (v1 / v2).
-            entra = SigningKeys(ENTRA_METADATA_URL, timeout=timeout)
-            for template in (
-                AuthenticationConstants.VALID_TOKEN_ISSUER_URL_TEMPLATE_V1,
-                AuthenticationConstants.VALID_TOKEN_ISSUER_URL_TEMPLATE_V2,
-            ):
-                self.issuers[template.format(tenant_id)] = entra
-        if emulator:  # `mailfix demo` only
-            entra = entra or SigningKeys(ENTRA_METADATA_URL, timeout=timeout)
-            for issuer in EMULATOR_ISSUERS:
-                self.issuers[issuer] = entra
-        self.channels = {TEAMS_CHANNEL, EMULATOR_CHANNEL} if emulator else {TEAMS_CHANNEL}
-
-    async def verify(self, header: str) -> Verified:
-        """The checked token from `Authorization: Bearer …`. PermissionError when it is not
-        good; KeysUnavailable when the keys to check it cannot be had."""
-        scheme, _, token = header.strip().partition(" ")
-        if scheme != "Bearer" or not token:
-            raise PermissionError("not a bearer token")
-        try:
-            head = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise PermissionError("unreadable token") from None
-        issuer = unverified.get("iss")
-        # The issuer first: a token naming any other never makes us fetch anything.
-        keys = self.issuers.get(issuer) if isinstance(issuer, str) else None
-        if keys is None:
-            raise PermissionError("issuer not accepted")
-        if head.get("alg") != "RS256" or not isinstance(head.get("kid"), str):
-            raise PermissionError("algorithm or key id not accepted")
-        if not isinstance(unverified.get("exp"), int | float):
-            raise PermissionError("the token has no expiry")
-        key = await keys.key(head["kid"])
-        if key is None:
-            raise PermissionError("unknown signing key")
-        channel = issuer == CHANNEL_ISSUER
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key.public,
-                algorithms=["RS256"],
-                issuer=issuer,
-                audience=self.app_id if channel else None,
-                leeway=CLOCK_SKEW,
-                options={"require": ["exp", "iss"], "verify_aud": channel},
-            )
-        except jwt.PyJWTError as exc:
-            raise PermissionError(f"token refused ({type(exc).__name__})") from None
-        # Entra / Emulator tokens name the bot in appid (v1) or azp (v2), as the SDK checks.
-        named = (claims.get("appid"), claims.get("azp"), claims.get("aud"))
-        if not channel and self.app_id not in named:
-            raise PermissionError("the token is for another app")
-        return Verified(token, claims, key.endorsements, channel)
-
-    def admits(self, verified: Verified, activity: Mapping[str, Any]) -> str | None:
-        """Why this checked token does not cover this activity, or None when it does."""
-        channel_id = activity.get("channelId")
-        if channel_id not in self.channels:
-            return "channel not accepted"
-        if verified.endorsements and channel_id not in verified.endorsements:
-            return "the signing key is not endorsed for this channel"
-        if verified.channel and verified.claims.get("serviceurl") != activity.get("serviceUrl"):
-            return "the token is for another service URL"
-        return None
 
 
 # --- invoke bodies (msrest models, never dicts: headline finding 1) --------------------------
@@ -802,6 +339,8 @@ class TeamsBot:
     def helpdesk_channel(self) -> TeamsHelpdesk:
         """The Teams half of `dialogs.helpdesk.HelpdeskChannel` (one per bot)."""
         if self._channel is None:
+            from bot.teams.helpdesk import TeamsHelpdesk  # noqa: PLC0415 - it builds on this module
+
             self._channel = TeamsHelpdesk(self, self.runtime.settings.helpdesk_teams_channel)
         return self._channel
 
@@ -999,7 +538,7 @@ class TeamsBot:
         bot_id = getattr(activity.recipient, "id", None)
         added = any(m.id == bot_id for m in activity.members_added or [])
         removed = any(m.id == bot_id for m in activity.members_removed or [])
-        team = _team_of(activity)
+        team = team_of(activity)
         if team is None:
             if added:  # a personal chat or group chat: proactive messages to it
                 self._remember(activity)
@@ -1424,7 +963,7 @@ class TeamsBot:
         if getattr(activity.conversation, "conversation_type", None) == "personal":
             keys.append(f"teams:person:{person_of(activity).id}")
 
-        team = _team_of(activity)
+        team = team_of(activity)
         fresh = (activity.service_url, person_of(activity).workspace) != self._service_url_saved
         sender = activity.from_property
         aad = str(getattr(sender, "aad_object_id", None) or "").lower()
@@ -1486,11 +1025,11 @@ class TeamsBot:
                 await self._text(ctx, text)
 
     async def _post(self, ctx: TurnContext, card: CardSpec) -> str | None:
-        sent = await ctx.send_activity(_card_activity(card))
+        sent = await ctx.send_activity(card_activity(card))
         return getattr(sent, "id", None) or None
 
     async def _update(self, ctx: TurnContext, activity_id: str, card: CardSpec) -> None:
-        activity = _card_activity(card)
+        activity = card_activity(card)
         activity.id = activity_id
         await ctx.update_activity(activity)
 
@@ -1509,314 +1048,16 @@ def create_teams_handler(runtime: Runtime) -> Handler:
     return bot.handle
 
 
-# --- the helpdesk channel in Teams (reference/chat-platforms.md §B5) -------------------------
+# --- helpers ---------------------------------------------------------------------------------
 
 
-class PostFailed(Exception):
-    """The Bot Connector refused a proactive call; the message says why, in words."""
-
-
-class TeamsHelpdesk:
-    """`dialogs.helpdesk.HelpdeskChannel` for Teams: case cards in MAILFIX_HELPDESK_TEAMS_CHANNEL.
-
-    A case card starts a new thread in the channel (POST /v3/conversations with the channel id,
-    on the service URL stored from the app's installation in the team), so no replica needs a
-    message from the channel first; its ref (conversation, activity id, service URL) is stored by
-    the Helpdesk and any replica edits the card in place (PUT). The person is told in their
-    personal chat with the bot (`teams:person:{aadObjectId}`, saved on each of their messages).
-    """
-
-    def __init__(self, bot: TeamsBot, channel: str | None) -> None:
-        self.bot = bot
-        self.channel = channel
-
-    async def _ref(self, key: str) -> dict[str, Any] | None:
-        load = getattr(self.bot.runtime.store, "conversation_ref", None)
-        return await load(key) if load is not None else None
-
-    async def _installation(self) -> dict[str, Any] | None:
-        """Where to post from: the installed team that holds the helpdesk channel, else the
-        latest installation seen (the service URL is the organisation's either way)."""
-        helpdesk = await self._ref(HELPDESK_TEAM_KEY)
-        if helpdesk is not None and helpdesk.get("installed") is not False:
-            return helpdesk
-        return helpdesk or await self._ref(SERVICE_URL_KEY)
-
-    async def where(self) -> str:
-        installed = await self._installation()
-        team = installed.get("team_name") if installed else None
-        channel = installed.get("channel_name") if installed else None
-        if team and channel:
-            return f"the {channel} channel of {team}"
-        return f"the Teams helpdesk channel of {team}" if team else "the Teams helpdesk channel"
-
-    async def post(self, platform: Platform, card: CardSpec) -> Posted:
-        if not self.channel:
-            return Posted(
-                "no helpdesk channel",
-                error="mailfix has no Teams helpdesk channel (MAILFIX_HELPDESK_TEAMS_CHANNEL).",
-            )
-        where = await self.where()
-        try:
-            ref = await self.start_thread(card)
-        except PostFailed as exc:
-            log.warning("posting to the Teams helpdesk channel failed: %s", exc)
-            return Posted(where, error=str(exc))
-        return Posted(where, ref=ref)
-
-    async def start_thread(self, card: CardSpec) -> dict[str, Any]:
-        """Post `card` as a new thread in the helpdesk channel; its ref. PostFailed says why not."""
-        channel = self.channel or ""
-        installed = await self._installation()
-        if not installed or not isinstance(installed.get("service_url"), str):
-            raise PostFailed(NOT_INSTALLED)
-        if installed.get("installed") is False:
-            team = installed.get("team_name") or installed.get("team_id")
-            which = (
-                "which holds the helpdesk channel"
-                if installed.get("channel_name")
-                else "the last one mailfix saw it installed in"
-            )
-            raise PostFailed(
-                f"the mailfix app was removed from the team {team}, {which}. Add it again to "
-                "the team that holds the helpdesk channel (in Teams: the team's More options > "
-                "Manage team > Apps)."
-            )
-        service_url: str = installed["service_url"]
-        tenant = installed.get("tenant_id")
-        reference = _reference(service_url, channel, tenant, installed.get("bot_id"))
-        created: Any = None
-
-        async def logic(ctx: TurnContext) -> None:
-            nonlocal created
-            client = ctx.turn_state.get(self.bot.adapter.BOT_CONNECTOR_CLIENT_KEY)
-            parameters = ConversationParameters(
-                is_group=True,
-                bot=reference.bot,
-                tenant_id=tenant,
-                channel_data={"channel": {"id": channel}, "tenant": {"id": tenant}},
-                activity=await self._activity(ctx, card, installed.get("team_id")),
-            )
-            created = await client.conversations.create_conversation(parameters)
-
-        await self._proactive(reference, logic, channel)
-        conversation = getattr(created, "id", None)
-        activity_id = getattr(created, "activity_id", None)
-        if not conversation:
-            raise PostFailed("Teams did not say where the card was posted.")
-        return {
-            "platform": Platform.TEAMS.value,
-            "conversation": conversation,
-            # Teams names a channel thread "<channel>;messageid=<first message id>".
-            "activity_id": activity_id or conversation.partition(";messageid=")[2] or None,
-            "service_url": service_url,
-            "tenant_id": tenant,
-            "bot_id": installed.get("bot_id"),
-            "team_id": installed.get("team_id"),
-        }
-
-    async def update(self, ref: dict[str, Any], card: CardSpec) -> bool:
-        conversation, activity_id = ref.get("conversation"), ref.get("activity_id")
-        service_url = ref.get("service_url")
-        if not (
-            isinstance(conversation, str)
-            and isinstance(activity_id, str)
-            and isinstance(service_url, str)
-        ):
-            return False
-        reference = _reference(service_url, conversation, ref.get("tenant_id"), ref.get("bot_id"))
-
-        async def logic(ctx: TurnContext) -> None:
-            activity = await self._activity(ctx, card, ref.get("team_id"))
-            activity.id = activity_id
-            await ctx.update_activity(activity)
-
-        try:
-            await self._proactive(reference, logic, conversation)
-        except PostFailed as exc:
-            log.warning("updating a Teams helpdesk card failed: %s", exc)
-            return False
-        return True
-
-    async def _activity(self, ctx: TurnContext, card: CardSpec, team: Any) -> Activity:
-        """The card as a message; a case card's refresh.userIds as Teams user ids (§B4)."""
-        ids = card.data.get("approver_ids")
-        if card.template == "case" and isinstance(ids, list) and ids:
-            users = [await self._user_id(ctx, str(i), team) for i in ids]
-            card = CardSpec(template=card.template, data={**card.data, "approver_ids": users})
-        return _card_activity(card)
-
-    async def _user_id(self, ctx: TurnContext, entry: str, team: Any) -> str:
-        """The Teams user id (MRI, "29:…") of an approver named by Entra object id: remembered
-        from their last activity, else asked of the team's roster (the Bot Connector takes the
-        object id as member id). An entry neither knows (a group id) is kept as it is."""
-        if entry.startswith("29:"):
-            return entry
-        known = await self._ref(USER_KEY.format(entry.lower()))
-        if known and isinstance(known.get("id"), str):
-            return str(known["id"])
-        if not isinstance(team, str) or not team:
-            return entry
-        try:
-            client = ctx.turn_state.get(self.bot.adapter.BOT_CONNECTOR_CLIENT_KEY)
-            async with asyncio.timeout(MEMBER_LOOKUP_TIMEOUT):
-                member = await client.conversations.get_conversation_member(team, entry)
-        except Exception as exc:  # not in the team, or a group: the refresh simply misses it
-            log.info("Teams roster lookup for an approver failed: %s", type(exc).__name__)
-            return entry
-        found = getattr(member, "id", None)
-        if not isinstance(found, str) or not found:
-            return entry
-        save = getattr(self.bot.runtime.store, "save_conversation_ref", None)
-        if save is not None:
-            record = {"id": found, "aadObjectId": entry.lower()}
-            await save(USER_KEY.format(entry.lower()), Platform.TEAMS, record)
-        return found
-
-    async def tell(self, case: Case, text: str) -> None:
-        stored = await self._ref(PERSON_KEY.format(case.person_id))
-        if stored is None:
-            log.warning("case %s: no chat with its person in Teams to tell them", case.number)
-            return
-        reference = ConversationReference().deserialize(stored)
-        question = case.question or ""
-        asking = case.state is CaseState.WAITING and bool(question) and question in text
-
-        save = getattr(self.bot.runtime.store, "save_conversation_ref", None)
-        if asking and save is not None:  # their next message in that chat answers it
-            await save(WAITING_KEY.format(case.person_id), Platform.TEAMS, {"case": case.number})
-
-        async def logic(ctx: TurnContext) -> None:
-            if asking:  # a question: with a box to answer it (verb ANSWER)
-                activity = MessageFactory.attachment(
-                    CardFactory.adaptive_card(answer_card(case.number, text))
-                )
-                await ctx.send_activity(activity)
-            else:
-                await self.bot._text(ctx, text)
-
-        try:
-            await self._proactive(reference, logic, "the person's chat")
-        except PostFailed as exc:
-            log.warning("telling case %s's person failed: %s", case.number, exc)
-
-    async def _proactive(self, reference: ConversationReference, logic: Any, where: str) -> None:
-        try:
-            await self.bot._continue(Recipient(reference=reference), logic)
-        except PostFailed:
-            raise
-        except ConnectionError as exc:  # token_off_the_loop: no token for the bot
-            raise PostFailed(NO_SIGN_IN) from exc
-        except Exception as exc:
-            raise PostFailed(connector_problem(exc, where)) from exc
-
-
-NOT_INSTALLED = (
-    "mailfix has not seen its installation in a team yet, so it does not know where Teams "
-    "is for this organisation. Add the mailfix app to the team that holds the helpdesk "
-    "channel (in Teams: the team's More options > Manage team > Apps), or re-add it there."
-)
-NO_SIGN_IN = (
-    "mailfix could not sign in to the Bot Framework as the bot. Check MAILFIX_TEAMS_APP_ID, "
-    "MAILFIX_TEAMS_APP_PASSWORD (the client secret may have expired) and "
-    "MAILFIX_TEAMS_APP_TYPE / MAILFIX_TEAMS_APP_TENANT_ID."
-)
-
-
-def connector_problem(exc: BaseException, where: str) -> str:
-    """Why the Bot Connector refused a call, in words for an admin (§B5's field failures)."""
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None) or getattr(response, "status", None)
-    error = getattr(getattr(exc, "error", None), "error", None)
-    code = getattr(error, "code", None)
-    said = f" (HTTP {status}{', ' + code if isinstance(code, str) and code else ''})"
-    if status == 401:
-        return "Teams does not accept the bot's credentials" + said + ". " + NO_SIGN_IN
-    if status == 403:
-        return (
-            f"the bot is not allowed to post in {where}" + said + ": the mailfix app is not "
-            "installed in the team that holds it. Add the app to that team (in Teams: the "
-            "team's More options > Manage team > Apps), then try again."
-        )
-    if status == 404:
-        return (
-            f"Teams has no channel {where}" + said + ". Use the channel id from the channel's "
-            "Get link to channel (it looks like 19:…@thread.tacv2), not its name."
-        )
-    if isinstance(status, int):
-        return f"Teams refused the card{said}."
-    if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
-        return f"Teams could not be reached ({type(exc).__name__})."
-    return f"Teams refused the card ({type(exc).__name__})."
-
-
-def _reference(
-    service_url: str, conversation: str, tenant: Any, bot_id: Any
-) -> ConversationReference:
-    return ConversationReference(
-        channel_id=TEAMS_CHANNEL,
-        service_url=service_url,
-        conversation=ConversationAccount(
-            id=conversation,
-            is_group=True,
-            conversation_type="channel",
-            tenant_id=tenant if isinstance(tenant, str) else None,
-        ),
-        bot=ChannelAccount(id=bot_id) if isinstance(bot_id, str) and bot_id else None,
-    )
-
-
-def _team_of(activity: Activity) -> dict[str, Any] | None:
+def team_of(activity: Activity) -> dict[str, Any] | None:
     """The team an activity comes from (channelData.team), or None outside teams."""
     data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
     team = data.get("team")
     if isinstance(team, dict) and isinstance(team.get("id"), str) and team["id"]:
         return team
     return None
-
-
-def answer_card(number: int, text: str) -> dict[str, Any]:
-    """The helpdesk's question in the person's chat, with a box to answer it (verb ANSWER)."""
-    data = {"case": number}
-    title = "Send my answer"
-    return {
-        "type": "AdaptiveCard",
-        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-        "version": "1.5",
-        "fallbackText": text[:300],
-        "body": [
-            {"type": "TextBlock", "wrap": True, "text": text[:4000]},
-            {
-                "type": "TextBlock",
-                "wrap": True,
-                "isSubtle": True,
-                "text": "Answer here, or simply reply in this chat.",
-            },
-            {
-                "type": "Input.Text",
-                "id": ANSWER_INPUT,
-                "label": "Your answer",
-                "isMultiline": True,
-                "maxLength": MAX_ANSWER,
-            },
-        ],
-        "actions": [
-            {
-                "type": "Action.Execute",
-                "title": title,
-                "verb": ANSWER,
-                "data": data,
-                "fallback": {
-                    "type": "Action.Submit",
-                    "title": title,
-                    "data": {"verb": ANSWER, **data},
-                },
-            }
-        ],
-    }
-
-
-# --- helpers ---------------------------------------------------------------------------------
 
 
 def crash_card() -> CardSpec:
@@ -1834,7 +1075,7 @@ def _adaptive(card: CardSpec) -> dict[str, Any]:
     return render(card, Target.ADAPTIVE)
 
 
-def _card_activity(card: CardSpec) -> Activity:
+def card_activity(card: CardSpec) -> Activity:
     return MessageFactory.attachment(CardFactory.adaptive_card(_adaptive(card)))
 
 
@@ -1894,42 +1135,3 @@ def _problem(
 
 def _unauthorized(message: str) -> web.Response:
     return _problem(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
-
-
-# --- `mailfix doctor`: the Teams half (bot/doctor.py calls this) -------------------------------
-
-DOCTOR_TEXT = "mailfix test: escalations will be posted in this channel."
-
-
-async def doctor_post(settings: Settings) -> tuple[bool, str]:
-    """Post a test card to MAILFIX_HELPDESK_TEAMS_CHANNEL as the server would (from the stored
-    installation, with the bot's credentials): (posted, what happened in words)."""
-    # Late: the doctor needs the database only when Teams is configured.
-    from bot.limits import RateLimiter  # noqa: PLC0415
-    from bot.runtime import EventLedger  # noqa: PLC0415
-    from bot.storage import SqlStore, migrate  # noqa: PLC0415
-    from bot.tasks import TaskSupervisor  # noqa: PLC0415
-
-    await migrate(settings.database_url)
-    store: Any = SqlStore.from_url(settings.database_url)
-    try:
-        runtime = Runtime(
-            settings=settings,
-            conversation=None,  # type: ignore[arg-type]  # no turns: only proactive calls
-            store=store,
-            supervisor=TaskSupervisor(),
-            limiter=RateLimiter(settings.rate_limit_count, settings.rate_limit_window),
-            events=EventLedger(store),
-        )
-        channel = TeamsBot(runtime).helpdesk_channel()
-        card = CardSpec(
-            template="notice",
-            data={"text": f"**{DOCTOR_TEXT}** Sent by `mailfix doctor`. Nothing to do."},
-        )
-        try:
-            await channel.start_thread(card)
-        except PostFailed as exc:
-            return False, str(exc)
-        return True, f"posted a test card to {await channel.where()}."
-    finally:
-        await store.close()

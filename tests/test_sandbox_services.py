@@ -18,10 +18,8 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from sandbox.ca import self_signed_der
 from sandbox.services import (
     AdfsConfig,
     AutodiscoverRedirectConfig,
@@ -77,20 +75,8 @@ def pox_body(email: str, provider: str = "outlook", schema: str | None = None) -
 
 
 def make_cert(common_name: str, days: int) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.DER)
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    return self_signed_der(common_name, not_before=start, not_after=start + dt.timedelta(days=days))
 
 
 @pytest.fixture(scope="module")

@@ -24,14 +24,12 @@ import jwt
 import msal
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from checks.settings import Cloud
 from sandbox.catalogue import get, tenant
 from sandbox.scenario import Scenario
-from sandbox.tenant.build import IPHONE_ID, SANDBOX_SECRET, tenant_data
+from sandbox.tenant.build import IPHONE_ID, SANDBOX_SECRET, rsa_self_signed, tenant_data
 from sandbox.tenant.models import (
     EXO_APP_ID,
     MAILFIX_GRAPH_PERMISSIONS,
@@ -227,19 +225,7 @@ async def test_msal_gets_graph_and_exchange_tokens_with_a_secret() -> None:
 
 
 def _certificate() -> tuple[str, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailfix app")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = rsa_self_signed("mailfix app")
     pem_key = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

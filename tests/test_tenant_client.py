@@ -8,7 +8,6 @@ pages at 2 items and throttles on demand (Retry-After).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import time
@@ -20,10 +19,7 @@ from typing import Any
 import pytest
 from _checkworld import FAST, Probe, checked, custom_https, random_base, scenario
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from pydantic import SecretStr
 
 from checks.cloud import hosts_for
@@ -41,7 +37,7 @@ from checks.tenant import (
 )
 from checks.tenant.client import MAX_RETRIES
 from sandbox.scenario import Record
-from sandbox.tenant.build import person, tenant_data
+from sandbox.tenant.build import person, rsa_self_signed, tenant_data
 from sandbox.tenant.models import MAILFIX_GRAPH_PERMISSIONS, MobileDevice, Throttle
 
 TENANT = "6f1b7c2e-0d4a-4e57-9a63-2b8f6c1d9e01"
@@ -285,19 +281,7 @@ async def test_tokens_are_cached_across_diagnoses() -> None:
 
 
 async def test_certificate_credential(tmp_path: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailfix app")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = rsa_self_signed("mailfix app")
     pem = tmp_path / "mailfix.pem"
     pem.write_bytes(
         cert.public_bytes(serialization.Encoding.PEM)

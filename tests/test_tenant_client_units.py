@@ -11,10 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from checks.cloud import hosts_for
 from checks.models import Client, Side, Status
@@ -41,6 +38,7 @@ from checks.tenant.models import (
     User,
 )
 from checks.tenant.reads import odata_string
+from sandbox.tenant.build import rsa_self_signed
 
 EXO_P1 = "9aaf7827-d63c-4b61-89c3-182f06f82e5c"
 EXO_P2 = "efb87545-963c-4e0d-99df-69c6916d9eb0"
@@ -375,19 +373,7 @@ def test_throttled_token_request() -> None:
 
 
 def _pem_pair(tmp_path: Path, password: bytes | None) -> Path:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailfix")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = rsa_self_signed("mailfix")
     enc = (
         serialization.BestAvailableEncryption(password)
         if password

@@ -43,7 +43,8 @@ def _strip_teams_keys(node: Any) -> Any:
     return node
 
 
-def _walk(node: Any) -> list[dict[str, Any]]:
+def nodes(node: Any) -> list[dict[str, Any]]:
+    """Every object in a card's JSON, depth first."""
     out: list[dict[str, Any]] = []
     stack = [node]
     while stack:
@@ -65,7 +66,7 @@ def validate_adaptive(card: dict[str, Any]) -> None:
     assert not messages, "Adaptive Card schema errors:\n" + "\n".join(messages)
     problems = adaptive_problems(card)
     assert not problems, f"Adaptive Card limits: {problems}"
-    for node in _walk(card):
+    for node in nodes(card):
         kind = node.get("type")
         if kind == "TextBlock":
             assert isinstance(node.get("text"), str), "TextBlock without text"

@@ -14,6 +14,7 @@ from cards_helpers import (
     HOSTILE,
     LONG_LINE,
     all_texts,
+    nodes,
     sample_report,
     validate_adaptive,
     validate_slack,
@@ -103,19 +104,6 @@ def case(**kw: Any) -> CaseData:
 def spec(data: CaseData | AlertData) -> CardSpec:
     template = "case" if isinstance(data, CaseData) else "alert"
     return CardSpec(template=template, data=data.model_dump(mode="json"))
-
-
-def nodes(card: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    stack = [card]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, dict):
-            out.append(n)
-            stack.extend(n.values())
-        elif isinstance(n, list):
-            stack.extend(n)
-    return out
 
 
 def executes(card: dict[str, Any]) -> list[dict[str, Any]]:

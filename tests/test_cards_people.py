@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 import pytest
-from cards_helpers import all_texts, validate_adaptive, validate_slack
+from cards_helpers import all_texts, nodes, validate_adaptive, validate_slack
 from rich.console import Console
 
 from bot.console import report_tree
@@ -79,19 +79,6 @@ def _spec(report: Report, **kw: Any) -> CardSpec:
     return CardSpec(template="results", data=data.model_dump(mode="json"))
 
 
-def _nodes(node: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, dict):
-            out.append(n)
-            stack.extend(n.values())
-        elif isinstance(n, list):
-            stack.extend(n)
-    return out
-
-
 def _unescape(text: str) -> str:
     """What a reader sees: Adaptive markdown backslashes and Slack entities undone."""
     text = re.sub(r"\\(.)", r"\1", text)
@@ -102,7 +89,7 @@ def _unescape(text: str) -> str:
 def _visible(payload: dict[str, Any]) -> list[str]:
     """Text a reader sees (TextBlocks, facts, mrkdwn/plain_text), unescaped."""
     out: list[str] = []
-    for n in _nodes(payload):
+    for n in nodes(payload):
         kind = n.get("type")
         if kind == "TextBlock" or kind in ("mrkdwn", "plain_text"):
             out.append(_unescape(n["text"]))
@@ -113,8 +100,8 @@ def _visible(payload: dict[str, Any]) -> list[str]:
 
 def _labels(payload: dict[str, Any]) -> list[str]:
     """Fact labels: FactSet titles (Teams) and "*Label:* value" lines (Slack)."""
-    out = [f["title"] for n in _nodes(payload) if n.get("type") == "FactSet" for f in n["facts"]]
-    for n in _nodes(payload):
+    out = [f["title"] for n in nodes(payload) if n.get("type") == "FactSet" for f in n["facts"]]
+    for n in nodes(payload):
         if n.get("type") == "mrkdwn":
             out += re.findall(r"^\*([^*\n]+):\* ", n["text"], flags=re.MULTILINE)
     return [_unescape(x) for x in out]
@@ -210,7 +197,7 @@ def test_healthy_card_is_short_green_and_collapses_the_details(
     assert "➖ 1.4 POST https://contoso.com/autodiscover/autodiscover.xml" in helpdesk
     facts_ = {
         f["title"]: _unescape(f["value"])
-        for n in _nodes(details)
+        for n in nodes(details)
         if n.get("type") == "FactSet"
         for f in n["facts"]
     }

@@ -140,6 +140,13 @@ class Settings(CheckSettings):
     shutdown_grace: float = Field(default=5.0, ge=0)
     """At shutdown, running diagnoses may finish within their deadline; the server waits at
     least this many seconds for background work before cancelling the rest."""
+    apply_lease: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds a server holds the lease on a fix it is applying; it renews the lease every
+    third of that while the change is sent. If the server dies, another one takes the fix over
+    once the lease has run out (it reads the tenant first, so nothing is changed twice)."""
+    housekeeping_interval: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds between two housekeeping rounds on each server: proposals expire, fixes and
+    checks whose server died are taken over or failed, old rows are deleted."""
     max_concurrent_diagnoses: int = Field(default=50, ge=1)
     """Diagnoses running at once in one process; the rest wait in line (the person sees how
     many are ahead)."""

@@ -272,6 +272,7 @@ def build_helpdesk(
         apply_fix=apply_fix or approval_executor(settings),
         approvers=approvers or approver_list(settings),
         owner=runtime.owner,
+        lease=settings.apply_lease,
         expiry=timedelta(hours=settings.proposal_expiry_hours),
         two_approvers_for_hard_to_undo=settings.two_approvers_for_hard_fixes,
     )

@@ -101,7 +101,6 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Strict-Transport-Security": "max-age=31536000",
 }
-HOUSEKEEPING_EVERY = 60.0  # seconds between two housekeeping sweeps
 DIAGNOSIS_LEASE = 30.0  # seconds; a running diagnosis renews it every third of that
 # A diagnosis never leased (it waited in line on a replica that died) is failed after this long.
 UNLEASED_AFTER = 1800.0
@@ -122,7 +121,7 @@ def create_app(
     apply_fix: Any = None,
     approvers: Any = None,
     recheck: Any = None,
-    housekeeping_every: float = HOUSEKEEPING_EVERY,
+    housekeeping_every: float | None = None,
 ) -> web.Application:
     """The whole server as an aiohttp application (not started).
 
@@ -136,7 +135,8 @@ def create_app(
     - `slack_client`: an `AsyncWebClient` to use instead of one built from the settings.
     - `apply_fix`, `approvers`, `recheck`: the helpdesk loop's executor, approver directory and
       re-check (defaults: `bot.runtime.build_helpdesk`'s, from the settings).
-    - `housekeeping_every`: seconds between two housekeeping sweeps (`bot.housekeeping`).
+    - `housekeeping_every`: seconds between two housekeeping sweeps (`bot.housekeeping`);
+      default: MAILFIX_HOUSEKEEPING_INTERVAL.
 
     With the SQL store the helpdesk loop is wired (`bot.runtime.build_helpdesk`): "Escalate to
     helpdesk" posts the case card to the helpdesk channel of the person's platform, running
@@ -226,7 +226,7 @@ def create_app(
             await run_migrations(settings.database_url, engine=store.engine)
         if runtime.helpdesk is not None and isinstance(store, SqlStore):
             runtime.supervisor.spawn(
-                _housekeeping(runtime, store, housekeeping_every),
+                _housekeeping(runtime, store, housekeeping_every or settings.housekeeping_interval),
                 name="housekeeping.sweep",
                 housekeeping=True,
             )

@@ -35,6 +35,7 @@ from bot.schema import diagnoses
 from bot.settings import Settings
 from bot.tasks import TaskSupervisor
 from dialogs.models import CardSpec, FormErrors, Person, Platform, Reply, ShowForm, Turn
+from dialogs.pipeline import Pipeline
 from dialogs.store import utc_now
 
 if TYPE_CHECKING:
@@ -123,6 +124,11 @@ class Runtime:
     owner: str = field(default_factory=replica_name)  # this replica, for leases
     tellers: dict[Platform, Teller] = field(default_factory=dict)
     shared_limit: SharedLimit | None = None  # the rate limit counted in the database
+    # Every adapter's turns go through it: dedupe -> rate limit -> authorise -> route.
+    pipeline: Pipeline = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.pipeline = Pipeline(self)
 
     async def peek(self, person_id: str) -> Verdict:
         """Would a diagnosis be allowed now? Takes nothing (a command, before its form)."""

@@ -286,11 +286,16 @@ class Pipeline:
 
     # 1. dedupe
 
+    async def fresh(self, platform: Platform, delivery: str | None) -> bool:
+        """The dedupe step alone: False when this delivery was handled before (on any replica).
+        For what arrives that is no turn (Teams `conversationUpdate`, a typed answer)."""
+        if delivery and not await self.host.events.first_time(f"{platform.value}:{delivery}"):
+            log.info("ignored a repeated %s delivery %s", platform.value, delivery)
+            return False
+        return True
+
     async def _first_time(self, arrival: Arrival) -> bool:
-        if arrival.delivery and not await self.host.events.first_time(
-            f"{arrival.platform.value}:{arrival.delivery}"
-        ):
-            log.info("ignored a repeated %s delivery %s", arrival.platform.value, arrival.delivery)
+        if not await self.fresh(arrival.platform, arrival.delivery):
             return False
         what = arrival.what
         cases = self.host.cases

@@ -130,6 +130,10 @@ async def test_a_duplicate_delivery_acts_once_across_replicas(
         home = [Arrival.home(Platform.SLACK, ANA, delivery="Ev0HOME") for _ in range(2)]
         shown = [await r.pipeline.handle(h) for r, h in zip((a, b), home, strict=True)]
         assert isinstance(shown[0], HomeCard) and isinstance(shown[1], Duplicate)
+        # The dedupe step alone, for what is no turn (a Teams conversationUpdate).
+        assert await a.pipeline.fresh(Platform.TEAMS, "19:conv:act-1")
+        assert not await b.pipeline.fresh(Platform.TEAMS, "19:conv:act-1")
+        assert await b.pipeline.fresh(Platform.TEAMS, None)  # nothing to dedupe on
 
 
 async def test_a_person_over_the_limit_is_refused_in_words_on_every_replica(

@@ -374,13 +374,14 @@ def _now() -> int:
 
 BAD_TOKENS: dict[str, tuple[Callable[[str], str], bool]] = {
     # name: (token for a service url, whether the SDK gets as far as fetching the keys)
+    # Refused on the token's own claims, before any key is fetched (issue 8).
     "wrong audience": (
         lambda url: sign(claims(url, aud="b2a1c0de-0000-4000-8000-000000000000")),
-        True,
+        False,
     ),
-    "no audience": (lambda url: sign(claims(url, aud=None)), True),
-    "expired": (lambda url: sign(claims(url, nbf=_now() - 7200, exp=_now() - 3600)), True),
-    "not yet valid": (lambda url: sign(claims(url, nbf=_now() + 3600, exp=_now() + 7200)), True),
+    "no audience": (lambda url: sign(claims(url, aud=None)), False),
+    "expired": (lambda url: sign(claims(url, nbf=_now() - 7200, exp=_now() - 3600)), False),
+    "not yet valid": (lambda url: sign(claims(url, nbf=_now() + 3600, exp=_now() + 7200)), False),
     "signed by another key, same kid": (lambda url: sign(claims(url), key=ATTACKER_KEY), True),
     "signed by another key, unknown kid": (
         lambda url: sign(claims(url), key=ATTACKER_KEY, kid="attacker-key"),
@@ -396,7 +397,7 @@ BAD_TOKENS: dict[str, tuple[Callable[[str], str], bool]] = {
         lambda url: sign(claims(url, serviceurl="https://smba.trafficmanager.net/emea/")),
         True,
     ),
-    "no service url claim": (lambda url: sign(claims(url, serviceurl=None)), True),
+    "no service url claim": (lambda url: sign(claims(url, serviceurl=None)), False),
     # Only RS256 is taken: other algorithms are refused before any key is fetched.
     "alg none": (
         lambda url: jwt.encode(claims(url), "", algorithm="none", headers={"kid": TEAMS_KID}),
@@ -441,6 +442,8 @@ async def test_a_bad_token_is_401(
         assert bot.diagnose.requests == []
         if fetches_keys:
             assert "/keys" in s.keys.hits  # refused by the real check, against the local keys
+        else:
+            assert s.keys.hits == []  # refused on its own claims: no key was fetched for it
         assert s.keys.token_requests == []  # nothing tried to reply
 
 
@@ -581,22 +584,48 @@ async def test_hostile_bodies_without_a_token_are_401_before_parsing(
 
 
 class SilentServer:
-    """Accepts connections and never answers: a black-holed OpenID metadata host."""
+    """Accepts connections and never answers: a black-holed OpenID metadata host.
 
-    def __init__(self) -> None:
+    While `answering` is set it serves the metadata and `keys` instead (one response per
+    connection), so a test can let the bot fetch a key set and then take the host down.
+    """
+
+    def __init__(self, keys: list[dict[str, Any]] | None = None) -> None:
         self.connections = 0
+        self.answering = False
+        self.keys = keys or []
         self._server: asyncio.AbstractServer | None = None
         self._held: list[asyncio.StreamWriter] = []
+        self._base = ""
 
     async def start(self) -> str:
         async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections += 1
+            if self.answering:
+                await self._answer(reader, writer)
+                return
             self._held.append(writer)
             await reader.read()  # until the client gives up
 
         self._server = await asyncio.start_server(hold, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/v1/.well-known/openidconfiguration"
+        self._base = f"http://127.0.0.1:{port}"
+        return f"{self._base}/v1/.well-known/openidconfiguration"
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        path = request.split(b" ", 2)[1].decode()
+        document: dict[str, Any] = (
+            {"keys": self.keys} if path == "/keys" else {"jwks_uri": f"{self._base}/keys"}
+        )
+        body = json.dumps(document).encode()
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        await writer.drain()
+        writer.close()
 
     async def close(self) -> None:
         for writer in self._held:
@@ -665,6 +694,61 @@ async def test_a_silent_metadata_host_does_not_delay_healthz(
         await silent.close()
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
     print(f"\n/healthz slowest {slowest * 1000:.1f} ms while 20 forged tokens waited {took:.2f} s")
+
+
+async def test_forged_tokens_are_401_without_a_fetch_while_the_key_host_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8: what a token says about itself is decided before any key is fetched.
+
+    The key host never answers. Forged tokens that fail on their own claims (issuer, audience,
+    expiry, nbf, algorithm, service URL) are 401 and never reach it, also while /healthz is
+    polled. Once a key set is cached and the host is down again, every forged token — an
+    unknown key id too — is 401, still without a single connection to the host.
+    """
+    silent = SilentServer(keys=[jwk(TEAMS_KEY, TEAMS_KID, ["msteams"])])
+    url = await silent.start()
+    try:
+        async with running(
+            tmp_path, monkeypatch, teams_openid_metadata_url=url, teams_keys_timeout=2.0
+        ) as s:
+            bot = s.bot
+            on_claims = [make for make, fetches in BAD_TOKENS.values() if not fetches]
+            assert len(on_claims) >= 10
+            waiting = [
+                asyncio.ensure_future(
+                    bot.post(bot.teams.personal("mailfix"), **bearer(make(bot.connector.url)))
+                )
+                for make in on_claims * 2
+            ]
+            while not all(w.done() for w in waiting):
+                assert (await bot.http.get("/healthz")).status == 200
+            assert [(await w).status for w in waiting] == [401] * len(waiting)
+            assert silent.connections == 0  # no key set was ever asked for
+
+            # The host answers for a while: a good token is checked and the key set cached.
+            silent.answering = True
+            good = await bot.post(bot.teams.personal("help"), **bearer(s.good_token()))
+            assert good.status == 201, await good.text()
+            fetched = silent.connections
+            assert fetched == 2  # the metadata, then the keys
+            silent.answering = False  # ... and goes down again
+
+            statuses = {}
+            for name, (make, _) in BAD_TOKENS.items():
+                token = make(bot.connector.url)
+                statuses[name] = (
+                    await bot.post(bot.teams.personal("mailfix"), **bearer(token))
+                ).status
+            assert statuses == dict.fromkeys(BAD_TOKENS, 401)  # unknown kid included: not a 503
+            assert silent.connections == fetched
+            again = await bot.post(bot.teams.personal("help"), **bearer(s.good_token()))
+            assert again.status == 201  # the cached keys still check good tokens
+            await bot.idle()
+            assert bot.diagnose.requests == []
+    finally:
+        await silent.close()
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
 
 
 async def test_a_token_too_long_for_a_header_is_400_without_a_traceback(

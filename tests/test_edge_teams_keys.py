@@ -119,3 +119,35 @@ async def test_a_host_that_never_answers_times_out() -> None:
             await keys.key("k1")
         assert 0.4 < loop.time() - started < 3
         host.hold.set()
+
+
+async def test_an_unknown_key_id_against_a_current_set_is_none_even_when_the_host_is_down() -> None:
+    """The token names a key the issuer does not publish: the caller's fault (401), not our
+    outage (503), whether the refetch it may trigger fails, hangs or is backing off."""
+    now = [1000.0]
+    async with key_host() as (host, url):
+        keys = SigningKeys(url, timeout=0.5, clock=lambda: now[0])
+        assert await keys.key("k1") is not None
+        assert keys.fetches == 1
+        host.broken = True
+        now[0] += 301  # an unknown id may refetch now (the issuer may have rotated its keys)
+        assert await keys.key("forged") is None
+        assert keys.fetches == 2  # it did try, and failed
+        now[0] += 6  # the 5 s back-off passed, but an unknown id refetches every 300 s only
+        assert await keys.key("forged") is None
+        assert keys.fetches == 2
+        host.broken = False
+        host.hold = asyncio.Event()  # now silent: the refetch times out
+        now[0] += 301
+        assert await keys.key("forged") is None
+        assert keys.fetches == 3
+        now[0] += 301
+        host.hold.set()
+        host.hold = None
+        host.broken = True
+        assert await keys.key("k1") is not None  # a known key never waits for a refetch
+        assert keys.fetches == 3
+        now[0] += 25 * 3600  # a day on: the set is no longer current, the host still down
+        with pytest.raises(KeysUnavailable):
+            await keys.key("forged")  # nothing current to decide with: our outage
+        assert await keys.key("k1") is not None  # (a day-old key still checks its tokens)

@@ -258,9 +258,13 @@ def well_formed_authorization(header: str | None) -> bool:
 #
 # The SDK's own check fetches OpenID metadata with blocking `requests` on the event loop, for
 # any issuer a token names, before the signature is checked; failures are not cached; tokens
-# without `exp` pass. Ours: the issuer first (only those the Bot Framework documents for this
-# app type), `exp` required, keys fetched with aiohttp under a timeout, cached for a day,
-# failures remembered with back-off, concurrent refreshes shared.
+# without `exp` pass. Ours: everything the token says about itself first (the issuer — only
+# those the Bot Framework documents for this app type —, RS256, the audience, `exp` required and
+# not past, `nbf`, a channel token's service URL), so a forged token never makes us fetch
+# anything; then keys fetched with aiohttp under a timeout, cached for a day, failures
+# remembered with back-off, concurrent refreshes shared. An unknown key id against a current
+# key set is the token's fault (401) even when the refetch fails; only a token that passes
+# every check while no current key set can be had is our outage (503).
 
 CHANNEL_ISSUER = AuthenticationConstants.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER  # api.botframework.com
 ENTRA_METADATA_URL = AuthenticationConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL
@@ -308,7 +312,12 @@ class SigningKeys:
         self._inflight: asyncio.Future[None] | None = None
 
     async def key(self, kid: str) -> _Key | None:
-        """The key `kid`, fetching (once, for every waiter) only when it is due."""
+        """The key `kid`, fetching (once, for every waiter) only when it is due.
+
+        None when the issuer does not publish `kid`: a fresh key set without it (refetched at
+        most every `UNKNOWN_KID_REFRESH`; a refetch that fails or is backing off leaves the
+        fresh set the answer). KeysUnavailable only when there is no fresh set to decide with.
+        """
         now = self._clock()
         fresh = now - self._fetched < KEYS_TTL
         if fresh and kid in self._keys:
@@ -325,6 +334,8 @@ class SigningKeys:
         except KeysUnavailable:
             if kid in self._keys:  # a day-old key beats no answer while the host is down
                 return self._keys[kid]
+            if fresh:  # the set we hold is current and does not list it: not a key of theirs
+                return None
             raise
         return self._keys.get(kid)
 
@@ -441,7 +452,12 @@ class TokenVerifier:
 
     async def verify(self, header: str) -> Verified:
         """The checked token from `Authorization: Bearer …`. PermissionError when it is not
-        good; KeysUnavailable when the keys to check it cannot be had."""
+        good; KeysUnavailable when the keys to check it cannot be had.
+
+        Everything the token says about itself is checked before any key is fetched, so a
+        forged token is refused (401) even while the key host is down; only a token that passes
+        every one of those checks waits for keys (and gets 503 when there are none to be had).
+        """
         scheme, _, token = header.strip().partition(" ")
         if scheme != "Bearer" or not token:
             raise PermissionError("not a bearer token")
@@ -452,34 +468,58 @@ class TokenVerifier:
             raise PermissionError("unreadable token") from None
         issuer = unverified.get("iss")
         # The issuer first: a token naming any other never makes us fetch anything.
-        keys = self.issuers.get(issuer) if isinstance(issuer, str) else None
-        if keys is None:
+        if not isinstance(issuer, str) or issuer not in self.issuers:
             raise PermissionError("issuer not accepted")
+        keys = self.issuers[issuer]
         if head.get("alg") != "RS256" or not isinstance(head.get("kid"), str):
             raise PermissionError("algorithm or key id not accepted")
-        if not isinstance(unverified.get("exp"), int | float):
-            raise PermissionError("the token has no expiry")
+        channel = issuer == CHANNEL_ISSUER
+        self._check_claims(token, issuer, channel)  # the same checks as below, without the key
         key = await keys.key(head["kid"])
         if key is None:
             raise PermissionError("unknown signing key")
-        channel = issuer == CHANNEL_ISSUER
+        claims = self._check_claims(token, issuer, channel, key.public)
+        return Verified(token, claims, key.endorsements, channel)
+
+    def _check_claims(
+        self, token: str, issuer: str, channel: bool, key: Any = None
+    ) -> dict[str, Any]:
+        """The token's claims, checked: issuer, audience, `exp` present and not past, `nbf`
+        and `iat` (PyJWT's checks, with the SDK's clock skew), the app it is for, and for a
+        channel token its `serviceurl` (compared with the activity later, in `admits`). With
+        `key`, the RS256 signature too; without, nothing that needs the key."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key.public,
+                key,
                 algorithms=["RS256"],
                 issuer=issuer,
                 audience=self.app_id if channel else None,
                 leeway=CLOCK_SKEW,
-                options={"require": ["exp", "iss"], "verify_aud": channel},
+                options={
+                    "verify_signature": key is not None,
+                    "verify_exp": True,
+                    "verify_nbf": True,
+                    "verify_iat": True,
+                    "verify_iss": True,
+                    "verify_aud": channel,
+                    "require": ["exp", "iss"],
+                },
             )
+        except jwt.MissingRequiredClaimError as exc:
+            raise PermissionError(f"the token has no {exc.claim}") from None
         except jwt.PyJWTError as exc:
             raise PermissionError(f"token refused ({type(exc).__name__})") from None
-        # Entra / Emulator tokens name the bot in appid (v1) or azp (v2), as the SDK checks.
-        named = (claims.get("appid"), claims.get("azp"), claims.get("aud"))
-        if not channel and self.app_id not in named:
-            raise PermissionError("the token is for another app")
-        return Verified(token, claims, key.endorsements, channel)
+        if channel:
+            service_url = claims.get("serviceurl")
+            if not isinstance(service_url, str) or not service_url:
+                raise PermissionError("the token names no service URL")
+        else:
+            # Entra / Emulator tokens name the bot in appid (v1) or azp (v2), as the SDK checks.
+            named = (claims.get("appid"), claims.get("azp"), claims.get("aud"))
+            if self.app_id not in named:
+                raise PermissionError("the token is for another app")
+        return claims
 
     def admits(self, verified: Verified, activity: Mapping[str, Any]) -> str | None:
         """Why this checked token does not cover this activity, or None when it does."""

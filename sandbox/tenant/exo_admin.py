@@ -21,6 +21,7 @@ Get-TransportConfig (fields §6.2, §6.4, §3.3).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime as dt
@@ -357,6 +358,7 @@ def set_cas_mailbox(
         if any(k.lower() == wire.lower() for k in params):
             update[field] = _list_value(getattr(user.cas, field), _param(params, wire))
             changes.append(f"{wire}={list(update[field])}")
+    state.count_write("Set-CASMailbox", user.upn, [c.partition("=")[0] for c in changes])
     cas: CasSettings = user.cas.model_copy(update=update)
     if cas == user.cas:
         # What Exchange says when a Set-* changes nothing (so applying twice is visible).
@@ -515,6 +517,18 @@ def _car(state: TenantState, name: str) -> list[dict[str, Any]]:
 # ---- the endpoint --------------------------------------------------------------------------
 
 
+async def _held_back(state: TenantState, cmdlet: str) -> None:
+    """Wait before answering when a test asked (`TenantState.hold`); the cmdlet has run."""
+    seconds = state.take_hold("exo", cmdlet.strip())
+    if seconds <= 0:
+        return
+    state.held += 1
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        state.held -= 1
+
+
 def _json(body: object, status: int, headers: Mapping[str, str]) -> web.Response:
     return web.Response(
         status=status,
@@ -609,6 +623,7 @@ async def handle(
         rows = run(state, cmdlet, params, roles, warnings)
     except CmdletError as err:
         return _json(_error_body(err), err.status, headers)
+    await _held_back(state, cmdlet)
     size = state.data.page_size
     prefer = request.headers.get("Prefer", "")
     if "odata.maxpagesize=" in prefer:

@@ -9,13 +9,17 @@ Derived facts follow the reference:
   a mailbox plan (§5.1) is assigned, not disabled, and provisioned (`Success`).
 - A device's access state follows Exchange's ABQ order (§3.3): the mailbox's allowed list, then
   its blocked list, then device access rules, then the organisation's default access level.
+
+For tests of what a caller does when it dies mid-request: `hold` answers chosen requests late
+(after they ran), `write_requests` counts every write request that ran, changed or not.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from checks.settings import Cloud
@@ -65,6 +69,11 @@ class TenantState:
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
         self.writes: list[str] = []  # "Set-CASMailbox ana@contoso.com ImapEnabled=True", …
+        # Every write request that ran, whether it changed anything or not:
+        # ("Set-CASMailbox", "ana@contoso.com", "ActiveSyncEnabled") -> how many.
+        self.write_requests: Counter[tuple[str, str, str]] = Counter()
+        self._holds: list[_Hold] = []
+        self.held = 0  # requests whose answer is being held back right now (`hold`)
 
     # -- identity of the tenant --
 
@@ -95,6 +104,29 @@ class TenantState:
                     left[0] -= 1
                 return throttle
         return None
+
+    def hold(self, service: str, key: str, seconds: float, *, times: int = 1) -> None:
+        """Answer the next `times` requests to `service` that `key` names (for "exo", the
+        cmdlet) `seconds` late, after they ran: a write has landed when its answer is held, as
+        when the caller dies before it hears back. Only a test asks; otherwise nothing waits."""
+        with self._lock:
+            self._holds.append(_Hold(service, key.lower(), seconds, times))
+
+    def take_hold(self, service: str, key: str) -> float:
+        """Seconds to hold this request's answer back (0: answer at once), counting it down."""
+        key = key.lower()
+        with self._lock:
+            for hold in self._holds:
+                if hold.service == service and hold.key == key and hold.left > 0:
+                    hold.left -= 1
+                    return hold.seconds
+        return 0.0
+
+    def count_write(self, operation: str, target: str, settings: Iterable[str]) -> None:
+        """One write request for `target` (a UPN) ran, naming `settings`."""
+        with self._lock:
+            for setting in settings:
+                self.write_requests[(operation, target, setting)] += 1
 
     # -- directory --
 
@@ -218,3 +250,11 @@ class TenantState:
 
 
 _STATE = {"Allow": "Allowed", "Block": "Blocked", "Quarantine": "Quarantined"}
+
+
+@dataclass
+class _Hold:
+    service: str
+    key: str
+    seconds: float
+    left: int

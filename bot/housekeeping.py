@@ -2,7 +2,8 @@
 statement, so two replicas running it at once do each piece of work once.
 
 - proposals nobody decided on in time expire;
-- applies whose replica died (lease lapsed) are taken over and finished;
+- applies whose replica died (lease lapsed) are taken over and finished (given the helpdesk,
+  each is then followed up as its click would have been: re-check, person told, card updated);
 - diagnoses whose replica died are failed (the caller tells the people);
 - what is older than the retention period is deleted.
 """
@@ -11,17 +12,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 
 from bot.case_store import SqlCaseStore
 from bot.storage import SqlStore
-from dialogs.approval import Approvals
-from dialogs.cases import AuditEntry
+from dialogs.cases import AuditEntry, Proposal
 from dialogs.store import StoredDiagnosis, utc_now
 
 LAPSED_MESSAGE = (
     "The server running your check stopped before it finished. Press Run again to start it anew."
 )
 PLATFORM_RETRY_WINDOW = timedelta(hours=1)  # dedupe rows outlive every platform retry
+
+
+class Resumer(Protocol):
+    """`dialogs.helpdesk.Helpdesk` (or a bare `dialogs.approval.Approvals`)."""
+
+    async def resume_lapsed(self) -> list[Proposal]: ...
 
 
 @dataclass
@@ -35,7 +42,7 @@ class Swept:
 async def sweep(
     diagnoses: SqlStore,
     cases: SqlCaseStore,
-    approvals: Approvals,
+    approvals: Resumer,
     *,
     retention: timedelta,
     unleased_after: float,

@@ -158,7 +158,9 @@ class Approvals:
         proposal = await self.store.begin_apply(proposal_id, self.owner, self.lease)
         if proposal is None:
             return None
-        await self._audit(actor, "fix.applying", proposal.case_number, proposal.id)
+        await self._audit(
+            actor, "fix.applying", proposal.case_number, proposal.id, detail=self._where(proposal)
+        )
         return await self._run(proposal, actor)
 
     async def resume_lapsed(self) -> list[Proposal]:
@@ -184,12 +186,16 @@ class Approvals:
                     "fix.resumed",
                     proposal.case_number,
                     proposal.id,
-                    detail=f"attempt {proposal.attempts}",
+                    detail=self._where(proposal),
                 )
                 done = await self._run(proposal, system)
             if done is not None:
                 finished.append(done)
         return finished
+
+    def _where(self, proposal: Proposal) -> str:
+        """Which server applies it, for the audit trail (a takeover names the new one)."""
+        return f"on server {self.owner}, attempt {proposal.attempts}"
 
     async def _run(self, proposal: Proposal, actor: Actor) -> Proposal | None:
         remediation = Remediation.model_validate(proposal.remediation)

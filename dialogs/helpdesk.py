@@ -238,6 +238,19 @@ class Helpdesk:
         await self._refresh(case)
         return result
 
+    async def resume_lapsed(self) -> list[Proposal]:
+        """Take over the fixes whose server died while applying them
+        (`Approvals.resume_lapsed`) and follow each up as the click that approved it would
+        have: re-check, tell the person, update the case card. Housekeeping calls this."""
+        finished = await self.approvals.resume_lapsed()
+        for proposal in finished:
+            case = await self.cases.case(proposal.case_number)
+            if case is None:
+                continue
+            await self._after_apply(case, proposal)
+            await self._refresh(case)
+        return finished
+
     async def _after_apply(self, case: Case, proposal: Proposal) -> None:
         outcome = proposal.result or {}
         if proposal.state is ProposalState.APPLIED:

@@ -349,7 +349,7 @@ async def _housekeeping(runtime: Runtime, store: SqlStore, every: float) -> None
             swept = await sweep(
                 store,
                 cases,
-                helpdesk.approvals,
+                helpdesk,
                 retention=retention,
                 unleased_after=UNLEASED_AFTER,
             )

@@ -1,7 +1,9 @@
-"""What the helpdesk loop's cards need: the case card and the possible-outage alert.
+"""What the helpdesk loop's cards need: the case card, the possible-outage alert, and the card
+that brings the helpdesk's question to the person.
 
-`dialogs.helpdesk.Helpdesk.case_card()` / `alert_card()` build these dicts; `cards.render`
-validates them here before a template sees them. Strings are raw, as everywhere in `cards/`.
+`dialogs.helpdesk.Helpdesk.case_card()` / `alert_card()` build these dicts, the Teams adapter the
+answer card's; `cards.render` validates them here before a template sees them. Strings are raw,
+as everywhere in `cards/`.
 """
 
 from __future__ import annotations
@@ -66,3 +68,11 @@ class AlertData(_Data):
     cases: list[int] = Field(default_factory=list)
     evidence: list[tuple[str, str]] = Field(default_factory=list)  # what the cases share
     incident: str | None = None  # the open Microsoft 365 incident, for service causes
+
+
+class AnswerData(_Data):
+    """The helpdesk's question in the person's chat, with a box to answer it (Teams; Slack
+    answers in a modal of its own)."""
+
+    case: int  # the case number: all the answer's button carries
+    text: str  # what the person is told, the question included

@@ -155,7 +155,7 @@ class HomeData(_Data):
 
 
 # The helpdesk loop's cards build on ResultsData (above).
-from .case_data import AlertData, CaseData  # noqa: E402
+from .case_data import AlertData, AnswerData, CaseData  # noqa: E402
 
 TEMPLATE_MODELS: dict[str, type[BaseModel]] = {
     "intake": IntakeData,
@@ -167,4 +167,5 @@ TEMPLATE_MODELS: dict[str, type[BaseModel]] = {
     "home": HomeData,
     "case": CaseData,
     "alert": AlertData,
+    "answer": AnswerData,
 }

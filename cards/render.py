@@ -26,7 +26,7 @@ import jinja2
 from pydantic import BaseModel
 
 from checks.models import Status
-from dialogs.cases import QUESTION_INPUT, CaseAction
+from dialogs.cases import ANSWER_INPUT, ANSWER_VERB, MAX_ANSWER, QUESTION_INPUT, CaseAction
 from dialogs.models import Action, CardSpec
 
 from . import data as d
@@ -201,6 +201,9 @@ def _env(target_family: str) -> jinja2.Environment:
         INTAKE_VERB="mailfix.intake",
         CASE=CaseAction,
         QUESTION_INPUT=QUESTION_INPUT,
+        ANSWER_VERB=ANSWER_VERB,
+        ANSWER_INPUT=ANSWER_INPUT,
+        MAX_ANSWER=MAX_ANSWER,
         operation_words=operation_words,
     )
     return env
@@ -232,7 +235,7 @@ _SLACK_MESSAGE_TEMPLATES = {
     "case",
     "alert",
 }
-_ADAPTIVE_TEMPLATES = _SLACK_MESSAGE_TEMPLATES | {"intake", "home"}
+_ADAPTIVE_TEMPLATES = _SLACK_MESSAGE_TEMPLATES | {"intake", "home", "answer"}
 
 
 _SLACK_KINDS: dict[Target, SlackKind] = {

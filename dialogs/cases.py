@@ -52,6 +52,11 @@ class CaseAction(StrEnum):
 
 
 QUESTION_INPUT = "question"  # the id of the "Ask the person" input on the case card
+# The person's answer to the helpdesk's question: the answer card's verb (Teams) / the answer
+# modal's callback id (Slack), its input's id, and how long an answer may be.
+ANSWER_VERB = "mailfix.case.answer"
+ANSWER_INPUT = "answer"
+MAX_ANSWER = 2000
 
 
 class ProposalState(StrEnum):

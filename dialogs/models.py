@@ -63,7 +63,16 @@ class CardSpec(_Frozen):
     """A card to render: which template, with what data. `cards/` turns it into JSON."""
 
     template: Literal[
-        "intake", "progress", "results", "escalation", "error", "notice", "home", "case", "alert"
+        "intake",
+        "progress",
+        "results",
+        "escalation",
+        "error",
+        "notice",
+        "home",
+        "case",
+        "alert",
+        "answer",
     ]
     data: dict[str, Any] = Field(default_factory=dict)
 

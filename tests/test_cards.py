@@ -20,6 +20,7 @@ from cards_helpers import (
 )
 
 from cards import CardError, Target, render
+from cards.case_data import AnswerData
 from cards.data import (
     Choice,
     ErrorData,
@@ -199,6 +200,7 @@ SUPPORTED = {
     "error": [Target.ADAPTIVE, Target.SLACK_MESSAGE, Target.SLACK_MODAL],
     "notice": [Target.ADAPTIVE, Target.SLACK_MESSAGE, Target.SLACK_MODAL],
     "home": [Target.ADAPTIVE, Target.SLACK_HOME],
+    "answer": [Target.ADAPTIVE],  # Teams only: Slack answers in a modal (bot/slack.py)
 }
 BUILDERS = {
     "intake": intake,
@@ -208,6 +210,9 @@ BUILDERS = {
     "error": error,
     "notice": lambda **kw: NoticeData(text=kw.get("text", "Checking again in a moment.")),
     "home": home,
+    "answer": lambda **kw: AnswerData(
+        case=kw.get("case", 12), text=kw.get("text", "Bo from the helpdesk asks: which phone?")
+    ),
 }
 
 
@@ -275,6 +280,8 @@ def hostile_variant(template: str) -> Any:
         return error(title=BAD, message=BAD + TEN_KB, try_next=[BAD, LONG_LINE])
     if template == "notice":
         return NoticeData(text=BAD + LONG_LINE)
+    if template == "answer":
+        return AnswerData(case=7, text=BAD + TEN_KB)
     return home(
         intro=BAD,
         recent=[

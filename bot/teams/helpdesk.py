@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 import aiohttp
-from botbuilder.core import CardFactory, MessageFactory, TurnContext
+from botbuilder.core import TurnContext
 from botbuilder.schema import (
     Activity,
     ChannelAccount,
@@ -22,10 +22,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.teams.auth import TEAMS_CHANNEL
 from bot.teams.bot import (
-    ANSWER,
-    ANSWER_INPUT,
     HELPDESK_TEAM_KEY,
-    MAX_ANSWER,
     MEMBER_LOOKUP_TIMEOUT,
     PERSON_KEY,
     SERVICE_URL_KEY,
@@ -223,11 +220,9 @@ class TeamsHelpdesk:
             await save(WAITING_KEY.format(case.person_id), Platform.TEAMS, {"case": case.number})
 
         async def logic(ctx: TurnContext) -> None:
-            if asking:  # a question: with a box to answer it (verb ANSWER)
-                activity = MessageFactory.attachment(
-                    CardFactory.adaptive_card(answer_card(case.number, text))
-                )
-                await ctx.send_activity(activity)
+            if asking:  # a question: with a box to answer it (cards/ "answer", verb ANSWER)
+                answer = CardSpec(template="answer", data={"case": case.number, "text": text})
+                await ctx.send_activity(card_activity(answer))
             else:
                 await self.bot._text(ctx, text)
 
@@ -300,47 +295,6 @@ def _reference(
         ),
         bot=ChannelAccount(id=bot_id) if isinstance(bot_id, str) and bot_id else None,
     )
-
-
-def answer_card(number: int, text: str) -> dict[str, Any]:
-    """The helpdesk's question in the person's chat, with a box to answer it (verb ANSWER)."""
-    data = {"case": number}
-    title = "Send my answer"
-    return {
-        "type": "AdaptiveCard",
-        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-        "version": "1.5",
-        "fallbackText": text[:300],
-        "body": [
-            {"type": "TextBlock", "wrap": True, "text": text[:4000]},
-            {
-                "type": "TextBlock",
-                "wrap": True,
-                "isSubtle": True,
-                "text": "Answer here, or simply reply in this chat.",
-            },
-            {
-                "type": "Input.Text",
-                "id": ANSWER_INPUT,
-                "label": "Your answer",
-                "isMultiline": True,
-                "maxLength": MAX_ANSWER,
-            },
-        ],
-        "actions": [
-            {
-                "type": "Action.Execute",
-                "title": title,
-                "verb": ANSWER,
-                "data": data,
-                "fallback": {
-                    "type": "Action.Submit",
-                    "title": title,
-                    "data": {"verb": ANSWER, **data},
-                },
-            }
-        ],
-    }
 
 
 # --- `mailfix doctor`: the Teams half (bot/doctor.py calls this) -------------------------------

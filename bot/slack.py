@@ -50,7 +50,7 @@ from bot.settings import ReplyMode
 from cards import Target, render
 from cards.data import ErrorData, NoticeData
 from dialogs.approval import Actor
-from dialogs.case_buttons import BadPress, case_number, press
+from dialogs.case_buttons import case_number
 from dialogs.cases import QUESTION_INPUT, Case, CaseAction, CaseState
 from dialogs.intake import ADDRESS, address_from_text
 from dialogs.models import (
@@ -67,7 +67,15 @@ from dialogs.models import (
     TurnKind,
     Update,
 )
-from dialogs.presses import ALREADY, click_key, follow_up_key
+from dialogs.pipeline import (
+    Arrival,
+    CasePress,
+    CasePressed,
+    Duplicate,
+    HomeCard,
+    Replies,
+)
+from dialogs.pipeline import Refused as TurnRefused
 from dialogs.store import StoredDiagnosis
 
 log = logging.getLogger(__name__)
@@ -317,6 +325,7 @@ class Recipient:
     posted: dict[str, MessageRef] = field(default_factory=dict)
     held: dict[str, CardSpec] = field(default_factory=dict)  # ephemeral edits sent at the end
     dm: str | None = None
+    loading: dict[str, Any] | None = None  # a modal opened while the form is made: the form goes in
 
 
 def normalise_values(state_values: Mapping[str, Any]) -> dict[str, Any]:
@@ -560,7 +569,7 @@ class SlackBot:
             oauth_settings=oauth_settings,
         )
         self._emails: dict[str, tuple[float, str | None]] = {}
-        self.app.use(self._dedupe)
+        self.app.use(self._workspace)
         # If a listener fails before its ack, Slack still gets one: the command's person reads
         # a line, the form stays open with the line under its first field, a button just acks.
         self.app.command(COMMAND)(
@@ -636,21 +645,10 @@ class SlackBot:
 
     # --- listeners (each acks at once and hands the rest to the supervisor) --------------------
 
-    async def _dedupe(self, req: AsyncBoltRequest, resp: BoltResponse, next: Any) -> Any:
-        """Platform retries (`X-Slack-Retry-Num`) and duplicate deliveries: handle once.
-        Also notes the workspace this turn came from: with OAuth installs, every Web API call
-        the turn makes (its background work included) uses that workspace's bot token."""
+    async def _workspace(self, req: AsyncBoltRequest, resp: BoltResponse, next: Any) -> Any:
+        """Notes the workspace this turn came from: with OAuth installs, every Web API call the
+        turn makes (its background work included) uses that workspace's bot token."""
         CURRENT_TEAM.set(req.context.team_id)
-        body = req.body
-        event_id = body.get("event_id") if isinstance(body, dict) else None
-        if (
-            isinstance(event_id, str)
-            and event_id
-            and not await self.runtime.events.first_time(f"slack:{event_id}")
-        ):
-            retry = (req.headers.get("x-slack-retry-num") or ["0"])[0]
-            log.info("ignored duplicate Slack event %s (retry %s)", event_id, retry)
-            return BoltResponse(status=200, body="")
         return await next()
 
     async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
@@ -672,7 +670,9 @@ class SlackBot:
             channel=body.get("channel_id"),
             trigger_id=body.get("trigger_id"),
         )
-        self._spawn(self._open_form(turn, target), target, "slack.open_form")
+        self._spawn(
+            self._through(self._form_arrival(turn, target), target), target, "slack.open_form"
+        )
 
     async def _on_submit(self, ack: Any, body: dict[str, Any]) -> None:
         view = body.get("view") or {}
@@ -699,15 +699,8 @@ class SlackBot:
             return
         await ack()  # closes the modal
         target = Recipient(user=user_id, channel=channel)
-        self._spawn(self._diagnose(turn, checked, target), target, "slack.diagnosis")
-
-    async def _diagnose(self, turn: Turn, checked: Any, target: Recipient) -> None:
-        """A submitted form: within the person's rate limit (counted across replicas), run."""
-        limit = await self.runtime.take(target.user)
-        if not limit.allowed:
-            await self.send(target, Notice(text=self.runtime.limiter.message(limit)))
-            return
-        await self._stream(target, self.runtime.conversation.run(turn, checked))
+        arrival = Arrival.of(turn, answers=checked)
+        self._spawn(self._through(arrival, target), target, "slack.diagnosis")
 
     async def _on_action(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
@@ -741,42 +734,37 @@ class SlackBot:
             values={"diagnosis_id": action.get("value")} if action.get("value") else {},
             id=action.get("action_ts"),
         )
-        self._spawn(self._follow_up(turn, target), target, "slack.act")
+        # An escalation names the person as the helpdesk knows them (users.info).
+        enrich = self._known_person if turn.action is Action.ESCALATE else None
+        self._spawn(self._through(Arrival.of(turn, enrich=enrich), target), target, "slack.act")
 
-    async def _follow_up(self, turn: Turn, target: Recipient) -> None:
-        """A button on a person's card. Run again / That fixed it / Escalate act once per check
-        (the press recorded in the database wins, whichever replica got it); Run again also
-        within the person's rate limit."""
-        key = follow_up_key(Platform.SLACK, turn.action, turn.diagnosis_id, target.user)
-        cases = self.runtime.cases
-        if key is not None and cases is not None and turn.action is not None:
-            stored = await self.runtime.store.get(turn.diagnosis_id or "")
-            # Only a press that can act is recorded (the flow explains the others).
-            ready = "done" if turn.action is not Action.RUN_AGAIN else ("done", "failed")
-            if stored is not None and stored.person_id == target.user and stored.state in ready:
-                if turn.action is Action.RUN_AGAIN:
-                    limit = await self.runtime.take(target.user)
-                    if not limit.allowed:
-                        await self.send(target, Notice(text=self.runtime.limiter.message(limit)))
-                        return
-                won = await cases.press(
-                    key, kind=turn.action.value, actor=target.user, platform=Platform.SLACK
-                )
-                if not won:
-                    await self.send(target, Notice(text=ALREADY[turn.action]))
-                    return
-        elif turn.action is Action.RUN_AGAIN:
-            limit = await self.runtime.take(target.user)
-            if not limit.allowed:
-                await self.send(target, Notice(text=self.runtime.limiter.message(limit)))
-                return
-        if turn.action is Action.ESCALATE:
-            # The case card names the person as the helpdesk knows them (users.info).
-            name = await self._name_of(target.user, turn.person.name or target.user)
-            email = turn.person.email or self._cached_email(target.user)
-            person = turn.person.model_copy(update={"name": name, "email": email})
-            turn = turn.model_copy(update={"person": person})
-        await self._stream(target, self.runtime.conversation.act(turn))
+    async def _through(self, arrival: Arrival, target: Recipient, *, retry: str = "0") -> None:
+        """What arrived, through the turn pipeline (dedupe -> rate limit -> authorise -> route,
+        `dialogs.pipeline`); its outcome as Web API calls. Runs after the ack."""
+        match await self.runtime.pipeline.handle(arrival):
+            case Duplicate():
+                if arrival.delivery:
+                    log.info("ignored duplicate Slack event %s (retry %s)", arrival.delivery, retry)
+            case TurnRefused(words=words):
+                await self.send(target, Notice(text=words))
+            case Replies(replies=replies):
+                await self._stream(target, replies)
+            case CasePressed(pressed=pressed):
+                outcome = "acted" if pressed.ok else "did nothing"
+                log.info("a case button on case %s %s", pressed.case, outcome)
+                if pressed.words:
+                    await self.send(target, Notice(text=pressed.words))
+            case HomeCard(card=card):
+                view = render(card, Target.SLACK_HOME)
+                await self.client.views_publish(user_id=arrival.person_id, view=view)
+
+    async def _known_person(self, person: Person) -> Person:
+        name = await self._name_of(person.id, person.name or person.id)
+        email = person.email or self._cached_email(person.id)
+        return person.model_copy(update={"name": name, "email": email})
+
+    async def _known_actor(self, actor: Actor) -> Actor:
+        return replace(actor, name=await self._name_of(actor.id, actor.name))
 
     # --- the helpdesk loop -----------------------------------------------------------------------
 
@@ -812,47 +800,18 @@ class SlackBot:
         payload = {"proposal": value} if verb in (CaseAction.APPROVE, CaseAction.REJECT) else {}
         payload = payload or {"case": value}
         inputs = {QUESTION_INPUT: _question_typed(body)}
-        key = click_key(
-            Platform.SLACK,
-            actor.workspace,
-            user_id,
-            verb.value,
-            value,
-            str(action.get("action_ts")),
+        pressed = CasePress(
+            verb,
+            payload,
+            inputs,
+            actor,
+            click=str(action.get("action_ts")),
+            enrich=self._known_actor,
         )
+        target = Recipient(user=user_id, channel=channel)  # words only the clicker sees
         self._spawn(
-            self._case_press(verb, payload, inputs, actor, key=key, channel=channel),
-            None,
-            "slack.case",
+            self._through(Arrival.click(Platform.SLACK, pressed), target), None, "slack.case"
         )
-
-    async def _case_press(
-        self,
-        verb: CaseAction,
-        payload: dict[str, Any],
-        inputs: dict[str, Any],
-        actor: Actor,
-        *,
-        key: str,
-        channel: str | None,
-    ) -> None:
-        helpdesk, cases = self.runtime.helpdesk, self.runtime.cases
-        if helpdesk is None or cases is None:
-            await self._only_you(channel, actor.id, "The helpdesk is not set up on this server.")
-            return
-        if not await cases.press(key, kind=verb.value, actor=actor.id, platform=Platform.SLACK):
-            log.info("ignored a second delivery of a %s click", verb.value)
-            return
-        actor = replace(actor, name=await self._name_of(actor.id, actor.name))
-        try:
-            pressed = await press(helpdesk, verb, payload, inputs, actor)
-        except BadPress as exc:
-            await self._only_you(channel, actor.id, str(exc))
-            return
-        outcome = "acted" if pressed.ok else "did nothing"
-        log.info("%s on case %s %s", verb.value, pressed.case, outcome)
-        if pressed.words:
-            await self._only_you(channel, actor.id, pressed.words)
 
     async def _on_answer_button(self, ack: Any, body: dict[str, Any]) -> None:
         """The person's Answer button under a question: open the answer modal at once (the
@@ -905,19 +864,6 @@ class SlackBot:
             words = f"Sent to the helpdesk with case {number}."
         await self.send(target, Notice(text=words))
 
-    async def _only_you(self, channel: str | None, user: str, text: str) -> None:
-        """Words only the clicker sees, where they clicked (else in their DM with the bot)."""
-        if channel:
-            try:
-                await self.client.chat_postEphemeral(
-                    channel=channel, user=user, **_message(_notice(text))
-                )
-                return
-            except SlackApiError as exc:
-                if exc.response.get("error") not in _NOT_HERE:
-                    raise
-        await self.send(Recipient(user=user), Notice(text=text))
-
     async def _name_of(self, user: str, fallback: str) -> str:
         """The clicker's name as people know it (users.info real name), cached a while."""
         cached = self._names.get(user)
@@ -935,12 +881,17 @@ class SlackBot:
         self._names[user] = (time.monotonic() + EMAIL_TTL, str(name))
         return str(name)
 
-    async def _on_home(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+    async def _on_home(
+        self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest
+    ) -> None:
         if event.get("tab", "home") != "home":  # the Messages tab sends this event too
             return
         user = str(event.get("user", ""))
         person = Person(id=user, workspace=_team(body), email=self._cached_email(user))
-        self._spawn(self._publish_home(person), None, "slack.home")
+        # Platform retries (`X-Slack-Retry-Num`) and duplicate deliveries: shown once.
+        retry = (request.headers.get("x-slack-retry-num") or ["0"])[0]
+        arrival = Arrival.home(Platform.SLACK, person, delivery=body.get("event_id"))
+        self._spawn(self._through(arrival, Recipient(user=user), retry=retry), None, "slack.home")
 
     # --- background work -----------------------------------------------------------------------
 
@@ -954,12 +905,9 @@ class SlackBot:
         except RuntimeError:  # shutting down: the request was acked, the work is dropped
             log.info("server shutting down: dropped %s", name)
 
-    async def _open_form(self, turn: Turn, target: Recipient) -> None:
-        limit = await self.runtime.peek(target.user)  # every replica's diagnoses count
-        if not limit.allowed:
-            # An only-you line instead of a form to fill in vain; nothing runs.
-            await self.send(target, Notice(text=self.runtime.limiter.message(limit)))
-            return
+    def _form_arrival(self, turn: Turn, target: Recipient) -> Arrival:
+        """/mailfix: the form, prefilled with the person's email when we know it or may look
+        it up (an only-you line instead, when the person's limit is used up: nothing opens)."""
         settings = self.runtime.settings
         lookup = settings.slack_lookup_email and not address_from_text(turn.text)
         cached = self._emails.get(target.user)
@@ -967,17 +915,17 @@ class SlackBot:
             turn = turn.model_copy(update={"person": _with_email(turn.person, cached[1])})
             lookup = False
         if not lookup:
-            await self.send(target, self.runtime.conversation.start(turn))
-            return
-        # The trigger id dies 3 s after the command (§A3): spend it on a loading view now,
-        # then look the email up and swap the real form in.
-        loading = render(_notice("Opening the form…"), Target.SLACK_MODAL)
-        opened = await self.client.views_open(trigger_id=target.trigger_id or "", view=loading)
-        view = opened.get("view") or {}
-        email = await self._email_of(target.user)
-        turn = turn.model_copy(update={"person": _with_email(turn.person, email)})
-        form = render(self.runtime.conversation.start(turn).card, Target.SLACK_MODAL)
-        await self.client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=form)
+            return Arrival.of(turn)
+
+        async def with_email(person: Person) -> Person:
+            # The trigger id dies 3 s after the command (§A3): spend it on a loading view now,
+            # then look the email up; `send` swaps the real form in.
+            loading = render(_notice("Opening the form…"), Target.SLACK_MODAL)
+            opened = await self.client.views_open(trigger_id=target.trigger_id or "", view=loading)
+            target.loading = opened.get("view") or {}
+            return _with_email(person, await self._email_of(person.id))
+
+        return Arrival.of(turn, enrich=with_email)
 
     async def _email_of(self, user: str) -> str | None:
         """The person's email from their profile (users:read.email), or None."""
@@ -1007,10 +955,6 @@ class SlackBot:
                 await aclose()
         await self._flush(target)
 
-    async def _publish_home(self, person: Person) -> None:
-        spec = await self.runtime.conversation.home(person)
-        await self.client.views_publish(user_id=person.id, view=render(spec, Target.SLACK_HOME))
-
     async def _report_crash(self, target: Recipient) -> None:
         """Turn a crashed background task into an error card, never silence."""
         card = CardSpec(
@@ -1032,6 +976,13 @@ class SlackBot:
     async def send(self, target: Recipient, reply: Reply) -> None:
         """One reply, one (or two) Web API calls."""
         match reply:
+            case ShowForm(card=card) if target.loading is not None:
+                view, target.loading = target.loading, None
+                await self.client.views_update(
+                    view_id=view.get("id"),
+                    hash=view.get("hash"),
+                    view=render(card, Target.SLACK_MODAL),
+                )
             case ShowForm(card=card):
                 if target.trigger_id:
                     await self.client.views_open(

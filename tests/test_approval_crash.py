@@ -1,5 +1,8 @@
 """kill -9 in the middle of applying: the next replica takes the apply over, finds the fix
-already in the tenant, sends nothing more, and the audit trail tells the whole story."""
+already in the tenant, sends nothing more, and the audit trail tells the whole story.
+
+The store's half, on SQLite and PostgreSQL, with a stand-in process and executor;
+tests/test_approval_kill9.py kills a real `mailfix serve` applying to the sandbox tenant."""
 
 from __future__ import annotations
 

@@ -418,15 +418,9 @@ _SOCKET = web.AppKey("mailfix.socket_mode", SocketModeHandler)
 
 
 async def _start_socket_mode(app: web.Application, slack: Any, settings: Settings) -> None:
-    # Socket Mode only: keep its websocket machinery out of HTTP-only servers.
-    from slack_bolt.adapter.socket_mode.aiohttp import (  # noqa: PLC0415
-        AsyncSocketModeHandler,
-    )
-
     assert settings.slack_app_token is not None
-    handler: SocketModeHandler = AsyncSocketModeHandler(
-        slack.app, settings.slack_app_token.get_secret_value(), web_client=slack.client
-    )
+    # Every envelope shape-checked before bolt reads it (SlackBot.socket_mode_refusal).
+    handler: SocketModeHandler = slack.socket_mode(settings.slack_app_token.get_secret_value())
     await handler.connect_async()
     app[_SOCKET] = handler
     log.info("Slack Socket Mode connected")

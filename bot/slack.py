@@ -625,6 +625,51 @@ class SlackBot:
         response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
+    # --- Socket Mode ---------------------------------------------------------------------------
+
+    def socket_mode(self, app_token: str) -> Any:
+        """The Socket Mode handler of this app (bolt's `AsyncSocketModeHandler`: `connect_async`,
+        `close_async`), every envelope checked by `socket_mode_refusal` before bolt reads it."""
+        # Socket Mode only: keep its websocket machinery out of HTTP-only servers.
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler  # noqa: PLC0415
+        from slack_bolt.adapter.socket_mode.async_internals import (  # noqa: PLC0415
+            run_async_bolt_app,
+            send_async_response,
+        )
+
+        refusal = self.socket_mode_refusal
+
+        class Checked(AsyncSocketModeHandler):
+            async def handle(self, client: Any, req: Any) -> None:
+                start = time.time()
+                response = refusal(req.type, req.payload) or await run_async_bolt_app(self.app, req)
+                await send_async_response(client, req, response, start)
+
+        return Checked(self.app, app_token, web_client=self.client)
+
+    def socket_mode_refusal(self, kind: str, payload: Any) -> BoltResponse | None:
+        """Socket Mode's half of `handle`: an envelope's payload (`kind`: slash_commands,
+        interactive, events_api) gets the same shape check as an HTTP body (`check_shape`), so
+        an odd one never reaches bolt or a listener. The websocket needs no signature. A refused
+        payload is still acked (else Slack sends it again), with a polite line for a command;
+        None: hand it to bolt."""
+        try:
+            if not isinstance(payload, dict):
+                raise Refused(400, "bad_request", "The payload is not an object.")
+            check_shape({"payload": payload} if kind == "interactive" else payload)
+            return None
+        except Refused as exc:
+            log.warning("Slack Socket Mode request refused: %s", exc.message)
+        except Ignored:
+            return BoltResponse(status=200, body="")
+        if kind != "slash_commands":
+            return BoltResponse(status=200, body="")
+        return BoltResponse(
+            status=200,
+            body=json.dumps({"response_type": "ephemeral", "text": UNREADABLE}),
+            headers={"content-type": "application/json"},
+        )
+
     async def install(self, request: web.Request) -> web.Response:
         """`GET /slack/install`: the "Add to Slack" page (OAuth installs only)."""
         flow = self.app.oauth_flow
@@ -750,8 +795,6 @@ class SlackBot:
             case Replies(replies=replies):
                 await self._stream(target, replies)
             case CasePressed(pressed=pressed):
-                outcome = "acted" if pressed.ok else "did nothing"
-                log.info("a case button on case %s %s", pressed.case, outcome)
                 if pressed.words:
                     await self.send(target, Notice(text=pressed.words))
             case HomeCard(card=card):

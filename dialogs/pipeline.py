@@ -375,6 +375,8 @@ class Pipeline:
                 pressed = await press(helpdesk, what.action, what.payload, what.inputs, actor)
             except BadPress as exc:
                 return Refused(str(exc), Why.BAD_PRESS)
+            outcome = "acted" if pressed.ok else "did nothing"
+            log.info("%s on case %s %s", what.action.value, pressed.case, outcome)
             return CasePressed(pressed, actor)
         if isinstance(what, HomeVisit):
             return HomeCard(await flow.home(what.person, arrival.platform))

@@ -277,12 +277,14 @@ class TenantClient:
         beta: bool = False,
         headers: Mapping[str, str] | None = None,
         max_pages: int = MAX_PAGES,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """GET a Graph collection, following @odata.nextLink (at most `max_pages` pages)."""
+        """GET a Graph collection, following @odata.nextLink (at most `max_pages` pages; with
+        `limit`, no further page once that many items are in)."""
         url: str | None = self.graph_url(path, params, beta=beta)
         items: list[dict[str, Any]] = []
         pages = 0
-        while url is not None and pages < max_pages:
+        while url is not None and pages < max_pages and (limit is None or len(items) < limit):
             data = await self._graph("GET", url, path, headers) or {}
             pages += 1
             value = data.get("value")

@@ -222,29 +222,36 @@ def recheck_with(settings: Settings, *, net: Network | None = None) -> Recheck:
 def approver_list(settings: Settings, slack_client: Any = None) -> ApproverDirectory:
     """MAILFIX_APPROVERS, with Slack user groups read through `slack_client` and Entra groups
     through Graph with the tenant credentials (when configured)."""
-    from bot.approvers import ApproverList, entra_group_lookup, slack_group_lookup  # noqa: PLC0415
+    from bot.approvers import (  # noqa: PLC0415
+        ApproverList,
+        entra_group_lookup,
+        entra_group_users_lookup,
+        slack_group_lookup,
+    )
 
-    entra = None
+    entra = users = None
     if settings.has_tenant_credentials:
-        entra = entra_group_lookup(_graph_list(settings))
+        graph = _graph_list(settings)
+        entra, users = entra_group_lookup(graph), entra_group_users_lookup(graph)
     return ApproverList(
         settings.approvers,
         slack_group_members=slack_group_lookup(slack_client) if slack_client else None,
         entra_member_groups=entra,
+        entra_group_users=users,
     )
 
 
-def _graph_list(settings: Settings) -> Callable[[str, dict[str, str]], Awaitable[Any]]:
+def _graph_list(settings: Settings) -> Callable[..., Awaitable[Any]]:
     from checks.cloud import hosts_for  # noqa: PLC0415
     from checks.net.seam import Network  # noqa: PLC0415
     from checks.tenant import TenantClient  # noqa: PLC0415
 
-    async def graph_list(path: str, params: dict[str, str]) -> Any:
+    async def graph_list(path: str, params: dict[str, str], **options: Any) -> Any:
         async with Network(settings) as net:
             client = TenantClient(
                 settings, net, hosts_for(settings.cloud), deadline=time.monotonic() + 20.0
             )
-            return await client.graph_list(path, params)
+            return await client.graph_list(path, params, **options)
 
     return graph_list
 
@@ -299,7 +306,8 @@ def build_helpdesk(
         check_titles=dict(getattr(services, "check_titles", {}) or {}),
         cause_titles=_cause_titles(),
         details=details,
-        # Teams: who gets the approver's view of a case card (refresh.userIds): the Entra ids.
+        # Teams: who gets the approver's view of a case card (refresh.userIds): the Entra ids
+        # (the Teams adapter puts a group's members in its place, `ApproverList.users_of`).
         approver_ids=[a for a in settings.approvers if "-" in a],
         pattern_window=settings.pattern_window_minutes * 60,
         pattern_threshold=settings.pattern_threshold,

@@ -80,6 +80,9 @@ diagnoses = Table(
     # means that replica died, and whoever notices fails it and tells the person.
     Column("lease_owner", String(128)),
     Column("lease_until", UtcDateTime),
+    # Slack team id / Teams tenant id the person asked from (migration 0003): a replica tells
+    # the person outside a turn with that workspace's credentials.
+    Column("workspace", String(64)),
     UniqueConstraint("id", name="uq_diagnoses_id"),
     Index("ix_diagnoses_person_created", "person_id", "created_at"),
 )

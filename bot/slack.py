@@ -816,10 +816,16 @@ class SlackBot:
         return SlackCaseChannel(self.client, self.runtime.settings.helpdesk_slack_channel)
 
     async def tell_person(self, stored: StoredDiagnosis, text: str) -> None:
-        """A message to the person a diagnosis is for, in their DM with the bot."""
-        opened = await self.client.conversations_open(users=stored.person_id)
-        dm = str((opened.get("channel") or {})["id"])
-        await self.client.chat_postMessage(channel=dm, **_message(_notice(text)))
+        """A message to the person a diagnosis is for, in their DM with the bot. Outside any
+        turn (housekeeping): with OAuth installs, the workspace the diagnosis was asked from
+        gives the bot token."""
+        team = CURRENT_TEAM.set(stored.workspace)
+        try:
+            opened = await self.client.conversations_open(users=stored.person_id)
+            dm = str((opened.get("channel") or {})["id"])
+            await self.client.chat_postMessage(channel=dm, **_message(_notice(text)))
+        finally:
+            CURRENT_TEAM.reset(team)
 
     async def _on_case_action(self, ack: Any, body: dict[str, Any]) -> None:
         """Claim / Ask / Resolve / Approve / Reject on a case card. Who clicked is

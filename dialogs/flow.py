@@ -157,6 +157,7 @@ class Conversation:
             platform=turn.platform,
             person_id=turn.person.id,
             person_email=turn.person.email,
+            workspace=turn.person.workspace,
             conversation=turn.conversation,
             address=answers.address,
             client=answers.client,

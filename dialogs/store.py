@@ -38,6 +38,7 @@ class StoredDiagnosis(_Frozen):
     platform: Platform
     person_id: str
     person_email: str | None = None
+    workspace: str | None = None  # Slack team id / Teams tenant id the person asked from
     conversation: str
     address: str  # as sent on the wire (IDNA domain)
     client: Client

@@ -439,6 +439,7 @@ class SlackRequests:
         user: str = ANA,
         conversation: str = CHANNEL,
         view_id: str = "V0001",
+        team: str = TEAM,
     ) -> tuple[str, dict[str, str]]:
         """A `view_submission` of the intake modal with `values` as the person typed them."""
         state: dict[str, Any] = {}
@@ -459,14 +460,14 @@ class SlackRequests:
             state[field_id] = {field_id: element}
         payload = {
             "type": "view_submission",
-            "team": {"id": TEAM, "domain": "contoso"},
-            "user": {"id": user, "username": "ana", "name": "ana", "team_id": TEAM},
+            "team": {"id": team, "domain": "contoso"},
+            "user": {"id": user, "username": "ana", "name": "ana", "team_id": team},
             "api_app_id": "A0MAILFIX",
             "token": "legacy-verification-value",
             "trigger_id": "T-submit",
             "view": {
                 "id": view_id,
-                "team_id": TEAM,
+                "team_id": team,
                 "type": "modal",  # bolt's matcher needs it (reference §A8)
                 "callback_id": "mailfix.intake",
                 "private_metadata": json.dumps(

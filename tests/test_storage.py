@@ -57,6 +57,7 @@ def diagnosis(id: str = "d1", person: str = "U-ANA", minute: int = 0) -> StoredD
         platform=Platform.SLACK,
         person_id=person,
         person_email="ana@contoso.com",
+        workspace="T0CONTOSO",
         conversation="C0GENERAL",
         address="ana@xn--bcher-kva.example",
         client=Client.OUTLOOK,
@@ -116,7 +117,7 @@ async def test_migrations_are_idempotent_and_match_the_tables_in_code(database_u
     assert {"diagnoses", "follow_ups", "processed_events", "conversation_refs"} <= tables
     assert "alembic_version" in tables
     assert diff == []  # bot/schema.py and the migrations describe the same schema
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
 
 async def test_each_migration_downgrades_and_upgrades_again(database_url: str) -> None:
@@ -130,9 +131,22 @@ async def test_each_migration_downgrades_and_upgrades_again(database_url: str) -
         async with engine.begin() as conn:
             await conn.run_sync(lambda c: getattr(command, step)(alembic_config(c), target))
 
+    async def diagnosis_columns() -> set[str]:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda c: {col["name"] for col in sa_inspect(c).get_columns("diagnoses")}
+            )
+
     try:
         await alembic("upgrade", "head")
         assert {"cases", "proposals", "audit_log", "slack_installations"} <= await tables()
+        assert "workspace" in await diagnosis_columns()
+        await alembic("downgrade", "0002")
+        at_0002 = await diagnosis_columns()
+        assert "workspace" not in at_0002 and "lease_owner" in at_0002
+        assert "cases" in await tables()
+        await alembic("upgrade", "0003")
+        assert "workspace" in await diagnosis_columns()
         await alembic("downgrade", "0001")
         at_0001 = await tables()
         assert "cases" not in at_0001 and "audit_log" not in at_0001
@@ -161,7 +175,7 @@ async def test_an_unmigrated_database_is_not_ready(tmp_path: Path) -> None:
     finally:
         await store.close()
     assert not ok
-    assert reason == "schema at nothing, expected 0002"
+    assert reason == "schema at nothing, expected 0003"
 
 
 # --- diagnoses -------------------------------------------------------------------------------

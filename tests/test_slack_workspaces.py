@@ -1,0 +1,133 @@
+"""Several Slack workspaces (OAuth installs in slack_sdk's SQLAlchemy installation store) and
+what a replica says outside any turn: a diagnosis keeps the workspace it was asked from, so when
+its lease lapses (its replica died) the person is told with that workspace's bot token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from _slackfake import ANA, GOOD_ANSWERS, SECRET, Bot, FakeDiagnose, FakeSlack, SlackRequests
+from aiohttp.test_utils import TestClient, TestServer
+from test_slack_oauth import start_install
+
+from bot.housekeeping import LAPSED_MESSAGE
+from bot.server import create_app
+from bot.settings import Settings
+from bot.storage import SqlStore
+from checks.models import Client
+from dialogs.models import Platform
+from dialogs.store import StoredDiagnosis, utc_now
+
+FABRIKAM, FABRIKAM_TOKEN = "T0FABRIKAM", "xoxb-3333333333-4444444444-FAKEfabrikamTOKEN"
+NORTHWIND, NORTHWIND_TOKEN = "T0NORTHWIND", "xoxb-5555555555-6666666666-FAKEnorthwindTOKEN"
+BO = "U0BO"
+
+
+@asynccontextmanager
+async def two_workspaces(tmp_path: Path) -> AsyncIterator[Bot]:
+    """The server with OAuth installs, mailfix added to Fabrikam's and Northwind's Slack."""
+    fake = FakeSlack()
+    await fake.start()
+    settings = Settings(
+        slack_client_id=fake.client_id,
+        slack_client_secret=fake.client_secret,
+        slack_signing_secret=SECRET,
+        slack_api_url=fake.url,
+        state_dir=tmp_path,
+        database_url="",
+        slack_lookup_email=False,
+    )
+    diagnose = FakeDiagnose()
+    app = create_app(settings, diagnose=diagnose, housekeeping_every=0.1)
+    try:
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as http:
+            bot = Bot(http, fake, app, SlackRequests(), diagnose)
+            for n, (team, token) in enumerate(
+                ((FABRIKAM, FABRIKAM_TOKEN), (NORTHWIND, NORTHWIND_TOKEN))
+            ):
+                state, cookie = await start_install(bot)
+                fake.oauth_codes[f"code-{n}"] = {"team": team, "token": token}
+                back = await http.get(
+                    "/slack/oauth_redirect",
+                    params={"code": f"code-{n}", "state": state},
+                    headers={"Cookie": cookie},
+                )
+                assert back.status == 200, await back.text()
+            yield bot
+            await bot.runtime.supervisor.wait_idle()
+    finally:
+        await fake.close()
+
+
+def dead(id: str, person: str, workspace: str) -> StoredDiagnosis:
+    """A diagnosis whose replica died: running, asked five minutes ago from `workspace`."""
+    at = utc_now() - timedelta(minutes=5)
+    return StoredDiagnosis(
+        id=id,
+        platform=Platform.SLACK,
+        person_id=person,
+        workspace=workspace,
+        conversation=f"D{person}",
+        address="ana@contoso.com",
+        client=Client.ALL,
+        app="outlook_windows",
+        created_at=at,
+        updated_at=at,
+    )
+
+
+async def test_a_lapsed_diagnosis_is_told_with_its_own_workspaces_token(tmp_path: Path) -> None:
+    async with two_workspaces(tmp_path) as bot:
+        store = bot.runtime.store
+        assert isinstance(store, SqlStore)
+
+        # A check asked from Northwind keeps its workspace, and its cards go out with its token.
+        submitted = await bot.post(bot.sign.submission(GOOD_ANSWERS, team=NORTHWIND))
+        assert submitted.status == 200
+        await bot.slack.wait_for("chat.update")
+        await bot.runtime.supervisor.wait_idle()
+        [asked] = await store.recent(ANA)
+        assert asked.workspace == NORTHWIND and asked.state == "done"
+        tokens = {
+            c.headers["Authorization"] for c in bot.slack.calls if c.method.startswith("chat.")
+        }
+        assert tokens == {f"Bearer {NORTHWIND_TOKEN}"}
+
+        # Two checks whose replica died, one per workspace: each person told with their own.
+        before = len(bot.slack.calls)
+        for diagnosis, lease_owner in (
+            (dead("dead-north", ANA, NORTHWIND), "a-replica-that-died"),
+            (dead("dead-fab", BO, FABRIKAM), "another-that-died"),
+        ):
+            await store.create(diagnosis)
+            assert await store.hold(diagnosis.id, lease_owner, 0.01)
+        told = await bot.slack.wait_until(
+            lambda: sum(LAPSED_MESSAGE in str(c.body) for c in bot.slack.calls) == 2,
+            "both people told their check died",
+        )
+        sent = {
+            c.body["channel"]: c.headers["Authorization"]
+            for c in told[before:]
+            if c.method == "chat.postMessage" and LAPSED_MESSAGE in str(c.body)
+        }
+        assert sent == {
+            f"D{ANA}": f"Bearer {NORTHWIND_TOKEN}",
+            f"D{BO}": f"Bearer {FABRIKAM_TOKEN}",
+        }
+        opened = {
+            c.body["users"]: c.headers["Authorization"]
+            for c in told[before:]
+            if c.method == "conversations.open"
+        }
+        assert opened == {ANA: f"Bearer {NORTHWIND_TOKEN}", BO: f"Bearer {FABRIKAM_TOKEN}"}
+        assert not [c for c in bot.slack.calls if "invalid_auth" in str(c.body)]
+        for id in ("dead-north", "dead-fab"):
+            failed = await store.get(id)
+            assert failed is not None and failed.state == "failed"
+        await asyncio.sleep(0.3)  # more sweeps: told once, not again
+        assert sum(LAPSED_MESSAGE in str(c.body) for c in bot.slack.calls) == 2

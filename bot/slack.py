@@ -16,13 +16,14 @@ Where results go (`MAILFIX_SLACK_REPLY_MODE`):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -382,6 +383,17 @@ OAUTH_STATE_SECONDS = 600  # an "Add to Slack" click must come back within 10 mi
 TOKEN_TTL = 60.0  # seconds a workspace's bot token is cached (a reinstall changes it)
 
 
+@contextlib.contextmanager
+def in_workspace(team: str | None) -> Iterator[None]:
+    """Web API calls inside use `team`'s bot token (OAuth installs), whatever turn runs: for
+    what is said to a person outside their own turn (housekeeping, a helpdesk click)."""
+    token = CURRENT_TEAM.set(team)
+    try:
+        yield
+    finally:
+        CURRENT_TEAM.reset(token)
+
+
 class WorkspaceClient(AsyncWebClient):
     """The Web API client of a multi-workspace install: each call carries the bot token of
     the workspace the current turn came from (`CURRENT_TEAM`), read from the installation
@@ -422,9 +434,14 @@ def _bolt_get(request: web.Request) -> AsyncBoltRequest:
 class SlackCaseChannel(SlackHelpdesk):
     """The Slack helpdesk channel (`bot.helpdesk_channels.SlackHelpdesk`), whose question to a
     person comes with an "Answer" button: it opens a small modal, and the answer goes back to
-    the case (`Helpdesk.answer`)."""
+    the case (`Helpdesk.answer`). The person is reached in the workspace the case came from
+    (with OAuth installs, its bot token), whoever clicked in whichever workspace."""
 
     async def tell(self, case: Case, text: str) -> None:
+        with in_workspace(case.workspace):
+            await self._tell(case, text)
+
+    async def _tell(self, case: Case, text: str) -> None:
         if not (case.state is CaseState.WAITING and case.question and case.question in text):
             await super().tell(case, text)
             return
@@ -819,13 +836,10 @@ class SlackBot:
         """A message to the person a diagnosis is for, in their DM with the bot. Outside any
         turn (housekeeping): with OAuth installs, the workspace the diagnosis was asked from
         gives the bot token."""
-        team = CURRENT_TEAM.set(stored.workspace)
-        try:
+        with in_workspace(stored.workspace):
             opened = await self.client.conversations_open(users=stored.person_id)
             dm = str((opened.get("channel") or {})["id"])
             await self.client.chat_postMessage(channel=dm, **_message(_notice(text)))
-        finally:
-            CURRENT_TEAM.reset(team)
 
     async def _on_case_action(self, ack: Any, body: dict[str, Any]) -> None:
         """Claim / Ask / Resolve / Approve / Reject on a case card. Who clicked is

@@ -1,6 +1,7 @@
 """Several Slack workspaces (OAuth installs in slack_sdk's SQLAlchemy installation store) and
-what a replica says outside any turn: a diagnosis keeps the workspace it was asked from, so when
-its lease lapses (its replica died) the person is told with that workspace's bot token.
+what is said to a person outside their own turn: a diagnosis keeps the workspace it was asked
+from, so when its lease lapses (its replica died) the person is told with that workspace's bot
+token; a case's person is told of a helpdesk click with their case's workspace token.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bot.server import create_app
 from bot.settings import Settings
 from bot.storage import SqlStore
 from checks.models import Client
+from dialogs.cases import CaseAction, NewCase
 from dialogs.models import Platform
 from dialogs.store import StoredDiagnosis, utc_now
 
@@ -131,3 +133,46 @@ async def test_a_lapsed_diagnosis_is_told_with_its_own_workspaces_token(tmp_path
             assert failed is not None and failed.state == "failed"
         await asyncio.sleep(0.3)  # more sweeps: told once, not again
         assert sum(LAPSED_MESSAGE in str(c.body) for c in bot.slack.calls) == 2
+
+
+async def test_a_helpdesk_click_in_one_workspace_tells_the_person_in_theirs(
+    tmp_path: Path,
+) -> None:
+    async with two_workspaces(tmp_path) as bot:
+        cases = bot.runtime.cases
+        assert cases is not None
+        case = await cases.open_case(
+            NewCase(
+                diagnosis_id=None,
+                platform=Platform.SLACK,
+                workspace=FABRIKAM,
+                person_id=BO,
+                person_name="Bo Chen",
+                address="bo@fabrikam.com",
+            )
+        )
+        # An agent in Northwind's Slack takes Bo's case (Bo is in Fabrikam's).
+        before = len(bot.slack.calls)
+        claim = bot.sign.action(
+            CaseAction.CLAIM.value,
+            str(case.number),
+            user="U0AGENT",
+            channel="C0DESK",
+            team=NORTHWIND,
+        )
+        assert (await bot.post(claim)).status == 200
+        await bot.slack.wait_until(
+            lambda: any("Taken" in str(c.body) for c in bot.slack.calls), "the agent told"
+        )
+        await bot.runtime.supervisor.wait_idle()
+        calls = bot.slack.calls[before:]
+        [told_bo] = [c for c in calls if c.method == "conversations.open"]
+        assert told_bo.body["users"] == BO
+        assert told_bo.headers["Authorization"] == f"Bearer {FABRIKAM_TOKEN}"
+        [to_bo] = [
+            c for c in calls if c.method == "chat.postMessage" and c.body["channel"] == f"D{BO}"
+        ]
+        assert to_bo.headers["Authorization"] == f"Bearer {FABRIKAM_TOKEN}"
+        [agent] = [c for c in calls if c.method == "chat.postEphemeral"]
+        assert agent.body["user"] == "U0AGENT" and "Taken" in str(agent.body)
+        assert agent.headers["Authorization"] == f"Bearer {NORTHWIND_TOKEN}"

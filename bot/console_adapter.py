@@ -77,6 +77,7 @@ from dialogs.models import (
     TurnKind,
     Update,
 )
+from dialogs.pipeline import Arrival, Refused, Replies
 
 log = logging.getLogger(__name__)
 
@@ -470,18 +471,13 @@ class ConsoleBot:
             handled = await self.on_text(session, text.strip())
             if handled is not None:
                 return _items(handled)
-        address, problem = command_address(command_text(text))
+        # Like the form: what was typed, prefilled, and what is wrong with it if anything.
+        address, _ = command_address(command_text(text))
         values = {ADDRESS: address} if address is not None else {}
         turn = self._turn(session, TurnKind.START, text=address or "", values=values)
         session.close_forms()  # a new start supersedes every form left unfinished
         items = [session.said(text.strip())] if text.strip() else []
-        conversation = self.runtime.conversation
-        if address is None:
-            form = conversation.start(turn)
-        else:  # like the form: what was typed, prefilled, and what is wrong with it if anything
-            errors = {ADDRESS: problem} if problem is not None else {}
-            form = conversation.form_again(turn, FormErrors(errors=errors))
-        items.append(session.card(session.new_key("form"), form.card))
+        items += await self._through(session, Arrival.of(turn), _FlowState(), "console.start")
         return _items(items)
 
     async def execute(self, request: web.Request) -> web.Response:
@@ -528,11 +524,9 @@ class ConsoleBot:
         if isinstance(checked, FormErrors):  # like Teams: the form again, with the errors
             again = conversation.form_again(turn, checked)
             return _items([session.card(message or session.new_key("form"), again.card)])
-        limit = await self.runtime.take(session.person.id)
-        if not limit.allowed:
-            return _items([self._notice(session, self.runtime.limiter.message(limit))])
+        arrival = Arrival.of(turn, answers=checked)
         flow = _FlowState(replace=message)
-        return await self._run(session, conversation.run(turn, checked), flow, "console.diagnosis")
+        return _items(await self._through(session, arrival, flow, "console.diagnosis"))
 
     async def _act(
         self, session: Session, action: Action, data: dict[str, Any], message: str | None
@@ -546,12 +540,8 @@ class ConsoleBot:
             diagnosis_id=did,
             values={"diagnosis_id": did} if did else {},
         )
-        if action is Action.RUN_AGAIN:
-            limit = await self.runtime.take(session.person.id)
-            if not limit.allowed:
-                return _items([self._notice(session, self.runtime.limiter.message(limit))])
-        replies = self.runtime.conversation.act(turn)
-        return await self._run(session, replies, _FlowState(last=message), "console.act")
+        flow = _FlowState(last=message)
+        return _items(await self._through(session, Arrival.of(turn), flow, "console.act"))
 
     def _turn(self, session: Session, kind: TurnKind, **fields: Any) -> Turn:
         return Turn(
@@ -565,18 +555,30 @@ class ConsoleBot:
 
     # --- out: replies -> timeline items ---------------------------------------------------------
 
+    async def _through(
+        self, session: Session, arrival: Arrival, flow: _FlowState, name: str
+    ) -> list[Item]:
+        """What arrived, through the turn pipeline (dedupe -> rate limit -> authorise -> route,
+        `dialogs.pipeline`); its outcome as timeline items."""
+        match await self.runtime.pipeline.handle(arrival):
+            case Refused(words=words):
+                return [self._notice(session, words)]
+            case Replies(replies=replies):
+                return await self._run(session, replies, flow, name)
+        return []  # handled before: nothing more
+
     async def _run(
         self, session: Session, replies: AsyncIterator[Reply], flow: _FlowState, name: str
-    ) -> web.Response:
+    ) -> list[Item]:
         """The first reply answers the request; the rest (checks, results) follows as events."""
         try:
             first = await asyncio.wait_for(anext(replies), FIRST_REPLY_TIMEOUT)
         except StopAsyncIteration:
-            return _items([])
+            return []
         except Exception:
             log.exception("console flow %s failed before its first reply", name)
             await _close(replies)
-            return _items([self._crash(session, flow)])
+            return [self._crash(session, flow)]
         items = [self.send(session, first, flow)]
 
         async def rest() -> None:
@@ -593,7 +595,7 @@ class ConsoleBot:
             self.runtime.supervisor.spawn(rest(), name=name, on_error=on_error)
         except RuntimeError:  # shutting down: what was answered stands, the rest is dropped
             await _close(replies)
-        return _items([i for i in items if i is not None])
+        return [i for i in items if i is not None]
 
     def send(self, session: Session, reply: Reply, flow: _FlowState) -> Item | None:
         """One reply, one timeline change."""

@@ -37,11 +37,11 @@ from bot.console_adapter import ConsoleBot, Item, Session, _error, _json, comman
 from bot.server import RUNTIME
 from cards import CardError, Target, render
 from dialogs.approval import Actor, ApplyFix, Approvals
-from dialogs.case_buttons import BadPress, press
 from dialogs.cases import Case, CaseAction, CaseState
 from dialogs.flow import Conversation
 from dialogs.helpdesk import Helpdesk, Posted, Recheck
 from dialogs.models import CardSpec, Platform
+from dialogs.pipeline import Arrival, CasePress, CasePressed, Refused, Why
 
 log = logging.getLogger(__name__)
 
@@ -205,14 +205,20 @@ class ConsoleHelpdesk:
             platform=Platform.CONSOLE.value,
             workspace=session.person.workspace,
         )
-        try:
-            pressed = await press(self.helpdesk, verb, data, inputs, actor)
-        except BadPress as exc:
-            return _error(400, "bad_request", str(exc))
-        key = _case_key(self.channel, pressed.case) if pressed.case else None
-        item = self.channel.items.get(key) if key else None
-        items = [item.wire()] if item else []
-        return _json({"message": pressed.words, "ok": pressed.ok, "items": items})
+        # Answered inside the request: the words for the presser come with the answer (the
+        # page shows them under the card); the board's other pages get the card as an event.
+        arrival = Arrival.click(Platform.CONSOLE, CasePress(verb, data, inputs, actor))
+        match await self.console.runtime.pipeline.handle(arrival):
+            case Refused(words=words, why=Why.BAD_PRESS):
+                return _error(400, "bad_request", words)
+            case Refused(words=words):
+                return _json({"message": words, "ok": False, "items": []})
+            case CasePressed(pressed=pressed):
+                key = _case_key(self.channel, pressed.case) if pressed.case else None
+                item = self.channel.items.get(key) if key else None
+                items = [item.wire()] if item else []
+                return _json({"message": pressed.words, "ok": pressed.ok, "items": items})
+        return _json({"message": None, "ok": False, "items": []})
 
 
 def _case_key(channel: ConsoleChannel, number: int) -> str | None:
@@ -259,6 +265,9 @@ def attach_helpdesk(
     )
     # The conversation's services are frozen: the one field the console adds is the escalation.
     conversation.s = replace(conversation.s, escalate=helpdesk.escalate)
+    # The server's helpdesk loop is the console's: its clicks go through the turn pipeline,
+    # and housekeeping sweeps its proposals.
+    runtime.helpdesk, runtime.cases = helpdesk, helpdesk.cases
     routes = ConsoleHelpdesk(console, channel, helpdesk)
     routes.register(app)
     return routes

@@ -45,6 +45,7 @@ from checks.diagnosis import DEVICE_OR_APP
 from checks.models import Client, Finding, Report, Side, Status
 from checks.symptoms import Symptom
 from dialogs.intake import (
+    ADDRESS,
     APP_LABELS,
     IntakeAnswers,
     check_answers,
@@ -136,8 +137,16 @@ class Conversation:
     # --- instant: no I/O -------------------------------------------------------------------
 
     def start(self, turn: Turn) -> ShowForm:
-        """ "/mailfix [address]" or "mailfix": the intake form, prefilled."""
-        return ShowForm(card=intake_form(turn))
+        """ "/mailfix [address]" or "mailfix": the intake form, prefilled. An address the turn
+        carries as typed (`values`, the console's composer) is shown as it is, with what is wrong
+        with it if anything: never a silently empty form."""
+        typed = turn.values.get(ADDRESS)
+        if not isinstance(typed, str):
+            return ShowForm(card=intake_form(turn))
+        checked = check_answers({ADDRESS: typed})
+        problem = checked.get(ADDRESS) if isinstance(checked, dict) else None
+        errors = {ADDRESS: problem} if problem else {}
+        return ShowForm(card=intake_form(turn, values=turn.values, errors=errors))
 
     def check_form(self, turn: Turn) -> FormErrors | IntakeAnswers:
         result = check_answers(turn.values)
@@ -147,6 +156,11 @@ class Conversation:
         """The form redisplayed with the person's values and the errors (Teams has no
         `response_action=errors`: the adapter replaces the card with this one)."""
         return ShowForm(card=intake_form(turn, values=turn.values, errors=errors.errors))
+
+    def progress_card(self, answers: IntakeAnswers) -> CardSpec:
+        """The card `run` posts first (no check has run yet), from the answers alone: for an
+        answer that cannot wait for the store (a Teams invoke is answered with it)."""
+        return _Progress(answers.address, answers.app_label, self.s.check_titles).card()
 
     # --- a diagnosis -----------------------------------------------------------------------
 
@@ -187,7 +201,7 @@ class Conversation:
     async def _drive(
         self, stored: StoredDiagnosis, answers: IntakeAnswers
     ) -> AsyncGenerator[Reply, None]:
-        progress = _Progress(stored, answers.app_label, self.s.check_titles)
+        progress = _Progress(stored.address, answers.app_label, self.s.check_titles)
         request = DiagnoseRequest(
             diagnosis_id=stored.id,
             address=stored.address,
@@ -609,8 +623,8 @@ class Conversation:
 class _Progress:
     """The state the progress card shows, fed by the runner's `on_progress`."""
 
-    def __init__(self, stored: StoredDiagnosis, app_label: str, titles: Mapping[str, str]):
-        self.address = stored.address
+    def __init__(self, address: str, app_label: str, titles: Mapping[str, str]):
+        self.address = address
         self.app_label = app_label
         self.titles = titles
         self.total = len(titles)

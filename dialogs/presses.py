@@ -1,7 +1,8 @@
 """Which press of a button acts: one recorded press per logical action, whichever replica.
 
-Every adapter records a button press with `CaseStore.press(key)` (one INSERT on a unique key)
-before acting, and acts only when its INSERT won. The key says what "the same press" means:
+The turn pipeline (`dialogs.pipeline`, which every adapter goes through) records a button
+press with `CaseStore.press(key)` (one INSERT on a unique key) before acting, and acts only when
+its INSERT won. The key says what "the same press" means:
 
 - a follow-up on a person's check (Run again, That fixed it, Escalate) happens once per check
   and person, however many times and on however many replicas it is pressed: four concurrent

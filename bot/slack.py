@@ -877,23 +877,26 @@ class SlackBot:
         )
 
     async def _on_answer_button(self, ack: Any, body: dict[str, Any]) -> None:
-        """The person's Answer button under a question: open the answer modal at once (the
-        trigger id lives 3 s, §A3)."""
+        """The person's Answer button under a question: acked, then the answer modal opened at
+        once (the trigger id lives 3 s, §A3) when the case waits for this person's answer."""
         await ack()
         action = body["actions"][0]
         number = case_number(action.get("value"))
         trigger = body.get("trigger_id")
-        helpdesk = self.runtime.helpdesk
-        if number is None or not trigger or helpdesk is None:
-            return
-        case = await helpdesk.cases.case(number)
         user_id = str((body.get("user") or {}).get("id", ""))
-        if case is None or case.person_id != user_id or case.state is not CaseState.WAITING:
-            target = Recipient(user=user_id)
+        if number is not None and trigger:
+            target = Recipient(user=user_id, trigger_id=trigger)
+            self._spawn(self._open_answer(number, target), target, "slack.answer")
+
+    async def _open_answer(self, number: int, target: Recipient) -> None:
+        helpdesk = self.runtime.helpdesk
+        case = await helpdesk.cases.case(number) if helpdesk is not None else None
+        if case is None or case.person_id != target.user or case.state is not CaseState.WAITING:
             text = f"Case {number} is not waiting for an answer from you."
-            self._spawn(self.send(target, Notice(text=text)), target, "slack.answer")
+            await self.send(target, Notice(text=text))
             return
-        await self.client.views_open(trigger_id=trigger, view=answer_view(number, case.question))
+        view = answer_view(number, case.question)
+        await self.client.views_open(trigger_id=target.trigger_id or "", view=view)
 
     async def _on_answer(self, ack: Any, body: dict[str, Any]) -> None:
         """The answer modal's submission: back to the case (only the case's own person)."""

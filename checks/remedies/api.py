@@ -123,7 +123,10 @@ async def apply(
         return FixResult(
             **base,
             outcome=Outcome.ALREADY_DONE,
-            message=f"{state} already; nothing needed changing.",
+            # The person's words are the same as for a change: the state is what they need,
+            # whoever made it (an earlier attempt that died after its write, an admin by hand);
+            # the detail, for the helpdesk and the audit trail, says nothing was sent.
+            message=f"{state} — {executor.next_step(params)}.",
             detail=decision.detail,
             reads=reads(),
             subject=subject,

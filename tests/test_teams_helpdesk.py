@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from _checkworld import checked, scenario
 from _teamsfake import (
     ANA_AAD,
     ANA_ID,
@@ -46,6 +47,7 @@ from bot.approvers import ApproverList
 from bot.case_store import SqlCaseStore
 from bot.demo import SandboxDiagnose, SandboxFixes, SandboxRecheck, WorldPool
 from bot.helpdesk_channels import Channels
+from bot.runtime import approver_list
 from bot.server import create_app
 from bot.settings import Settings
 from bot.teams import (
@@ -60,11 +62,15 @@ from bot.teams import (
     create_teams_handler,
 )
 from bot.teams import TeamsBot as Bot
+from checks.cloud import hosts_for
 from checks.models import Remediation
-from dialogs.approval import ApplyFix, Approvals
+from checks.settings import Cloud
+from dialogs.approval import ApplyFix, Approvals, ApproverDirectory
 from dialogs.cases import QUESTION_INPUT, CaseAction, ProposalState
 from dialogs.helpdesk import Helpdesk
 from dialogs.models import CardSpec, Platform
+from sandbox.tenant.build import person, tenant_data
+from sandbox.tenant.models import Group
 
 ADDRESS = "imap-off@contoso.com"
 CARD = CardSpec(template="notice", data={"text": "A card"})
@@ -85,9 +91,12 @@ async def helpdesk_server(
     *,
     gate: asyncio.Event | None = None,
     pattern_threshold: int = 3,
+    approvers: ApproverDirectory | None = None,
+    approver_ids: list[str] | None = None,
     **settings: Any,
 ) -> AsyncIterator[Desk]:
-    """The Teams server with the helpdesk loop wired as `mailfix serve` wires it."""
+    """The Teams server with the helpdesk loop wired as `mailfix serve` wires it (approvers:
+    Cy by default, else `approvers` for clicks and `approver_ids` on the case card)."""
     connector = FakeConnector()
     await connector.start()
     pool = WorldPool()
@@ -111,7 +120,7 @@ async def helpdesk_server(
             approvals = Approvals(
                 cases,
                 apply_fix=gated(SandboxFixes(pool), gate),
-                approvers=ApproverList(config.approvers),
+                approvers=approvers or ApproverList(config.approvers),
                 owner="replica-1",
             )
             helpdesk = Helpdesk(
@@ -121,7 +130,7 @@ async def helpdesk_server(
                 recheck=SandboxRecheck(pool),
                 check_titles=dict(runtime.conversation.s.check_titles),
                 # As the server wires it: approvers by Entra object id (MAILFIX_APPROVERS).
-                approver_ids=[CY_AAD],
+                approver_ids=approver_ids or [CY_AAD],
                 pattern_threshold=pattern_threshold,
             )
             runtime.conversation.s = replace(runtime.conversation.s, escalate=helpdesk.escalate)
@@ -358,6 +367,66 @@ async def test_the_whole_teams_story(tmp_path: Path) -> None:
         assert json.dumps(by["fix.applied"].request).count("Set-CASMailbox") == 1
         # Every card edit went to the one case message: none re-posted the case.
         assert len(bot.connector.created) == 1
+
+
+async def test_an_approver_only_in_a_nested_entra_group_sees_the_buttons(tmp_path: Path) -> None:
+    """MAILFIX_APPROVERS names an Entra group; Cy is in a group nested in it and named nowhere
+    else. The case card's refresh.userIds holds Cy's Teams id — the group's users read from the
+    tenant's Graph, Cy's id from the team's roster — and Cy's automatic refresh has Approve."""
+    outer = "0a0a0a0a-0000-4000-8000-00000000a001"
+    nested = "0b0b0b0b-0000-4000-8000-00000000a002"
+    people = (
+        person(user="cy", id=CY_AAD, display_name="Cy Osei", devices=()),
+        person(user="bo", id=BO_AAD, display_name="Bo Chen", devices=()),
+    )
+    groups = (
+        Group(id=outer, display_name="Mail approvers", members=(nested,)),
+        Group(id=nested, display_name="Helpdesk leads", members=(CY_AAD,)),
+    )
+    tenant = tenant_data(others=people, groups=groups)
+    async with checked(scenario().model_copy(update={"tenant": tenant})) as probe:
+        world = probe.world
+        dns_ip, dns_port = world.dns_address
+        config = Settings(  # the organisation's tenant, as MAILFIX_* would name it
+            state_dir=tmp_path,
+            approvers=[outer],
+            dns_servers=[f"{dns_ip}:{dns_port}"],
+            ca_bundle=world.ca_path,
+            allowed_private_networks=[world.network_cidr],
+            **world.tenant_credentials(),
+        )
+        async with helpdesk_server(
+            tmp_path, approvers=approver_list(config), approver_ids=[outer]
+        ) as desk:
+            bot = desk.bot
+            await install(bot)
+            thread, _ = await escalate(bot)
+            assert thread is not None and thread.card is not None
+            assert thread.card["refresh"]["userIds"] == [CY_ID]
+            lookups = [(c.conversation, c.activity_id) for c in bot.connector.calls]
+            assert (TEAM_ID, CY_AAD) in lookups  # Cy's Teams id from the roster
+            assert (TEAM_ID, outer) not in lookups  # the group id is never taken for a user
+            graph = {r.path.split("?", 1)[0] for r in world.requests(hosts_for(Cloud.GLOBAL).graph)}
+            assert f"/v1.0/groups/{outer}/transitiveMembers/microsoft.graph.user" in graph
+
+            conversation, card_id = thread_of(thread)
+
+            async def view(user: str) -> Any:
+                activity = bot.teams.in_thread(
+                    CaseAction.REFRESH.value,
+                    {"case": 1},
+                    thread=conversation,
+                    card_id=card_id,
+                    user=user,
+                    trigger="automatic",
+                )
+                return (await invoke(bot, activity))["value"]
+
+            assert CaseAction.APPROVE.value in verbs(await view(CY_ID))
+            assert CaseAction.APPROVE.value not in verbs(await view(BO_ID))
+            assert f"/v1.0/users/{CY_AAD}/transitiveMemberOf" in {
+                r.path.split("?", 1)[0] for r in world.requests(hosts_for(Cloud.GLOBAL).graph)
+            }
 
 
 async def test_a_refused_post_is_said_in_the_receipt_and_nothing_is_lost(tmp_path: Path) -> None:

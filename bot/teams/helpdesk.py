@@ -18,6 +18,7 @@ from botbuilder.schema import (
     ConversationReference,
 )
 
+from bot.approvers import ApproverList
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.teams.auth import TEAMS_CHANNEL
@@ -172,34 +173,47 @@ class TeamsHelpdesk:
         return True
 
     async def _activity(self, ctx: TurnContext, card: CardSpec, team: Any) -> Activity:
-        """The card as a message; a case card's refresh.userIds as Teams user ids (§B4)."""
+        """The card as a message; a case card's refresh.userIds as Teams user ids (§B4): an
+        Entra group's members in its place, each by their Teams id; whoever has none (not in the
+        team) is left out, as Teams could not use the id."""
         ids = card.data.get("approver_ids")
         if card.template == "case" and isinstance(ids, list) and ids:
-            users = [await self._user_id(ctx, str(i), team) for i in ids]
+            entries = await self._approver_users([str(i) for i in ids])
+            found = await asyncio.gather(*(self._user_id(ctx, e, team) for e in entries))
+            users = list(dict.fromkeys(u for u in found if u is not None))
             card = CardSpec(template=card.template, data={**card.data, "approver_ids": users})
         return card_activity(card)
 
-    async def _user_id(self, ctx: TurnContext, entry: str, team: Any) -> str:
+    async def _approver_users(self, ids: list[str]) -> list[str]:
+        """`ids` with each Entra group replaced by its users, through nested groups (at most
+        60), when the helpdesk's approvers are the server's list (bot/approvers.py)."""
+        helpdesk = self.bot.helpdesk
+        approvers = helpdesk.approvals.approvers if helpdesk is not None else None
+        if isinstance(approvers, ApproverList):
+            return await approvers.users_of(ids)
+        return ids
+
+    async def _user_id(self, ctx: TurnContext, entry: str, team: Any) -> str | None:
         """The Teams user id (MRI, "29:…") of an approver named by Entra object id: remembered
         from their last activity, else asked of the team's roster (the Bot Connector takes the
-        object id as member id). An entry neither knows (a group id) is kept as it is."""
+        object id as member id). None when neither knows them."""
         if entry.startswith("29:"):
             return entry
         known = await self._ref(USER_KEY.format(entry.lower()))
         if known and isinstance(known.get("id"), str):
             return str(known["id"])
         if not isinstance(team, str) or not team:
-            return entry
+            return None
         try:
             client = ctx.turn_state.get(self.bot.adapter.BOT_CONNECTOR_CLIENT_KEY)
             async with asyncio.timeout(MEMBER_LOOKUP_TIMEOUT):
                 member = await client.conversations.get_conversation_member(team, entry)
-        except Exception as exc:  # not in the team, or a group: the refresh simply misses it
+        except Exception as exc:  # not in the team: the refresh simply misses them
             log.info("Teams roster lookup for an approver failed: %s", type(exc).__name__)
-            return entry
+            return None
         found = getattr(member, "id", None)
         if not isinstance(found, str) or not found:
-            return entry
+            return None
         save = getattr(self.bot.runtime.store, "save_conversation_ref", None)
         if save is not None:
             record = {"id": found, "aadObjectId": entry.lower()}

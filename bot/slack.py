@@ -52,7 +52,15 @@ from cards import Target, render
 from cards.data import ErrorData, NoticeData
 from dialogs.approval import Actor
 from dialogs.case_buttons import case_number
-from dialogs.cases import QUESTION_INPUT, Case, CaseAction, CaseState
+from dialogs.cases import (
+    ANSWER_INPUT,
+    ANSWER_VERB,
+    MAX_ANSWER,
+    QUESTION_INPUT,
+    Case,
+    CaseAction,
+    CaseState,
+)
 from dialogs.intake import ADDRESS, address_from_text
 from dialogs.models import (
     Action,
@@ -83,13 +91,9 @@ log = logging.getLogger(__name__)
 
 COMMAND = "/mailfix"
 INTAKE = "mailfix.intake"
-# The person's "Answer" button under a helpdesk question, and the small modal it opens.
-ANSWER = "mailfix.case.answer"
-ANSWER_INPUT = "answer"
-MAX_ANSWER = 2000
 # The case card's buttons (Teams' refresh is no Slack button).
 CASE_ACTIONS = frozenset(a.value for a in CaseAction if a is not CaseAction.REFRESH)
-ACTION_IDS = frozenset({a.value for a in Action} | CASE_ACTIONS | {ANSWER})
+ACTION_IDS = frozenset({a.value for a in Action} | CASE_ACTIONS | {ANSWER_VERB})
 EMAIL_TTL = 3600.0  # seconds a users.info email stays cached
 # Errors of chat.postEphemeral that mean "not here": fall back to a DM.
 _NOT_HERE = {"channel_not_found", "not_in_channel", "user_not_in_channel", "is_archived"}
@@ -239,7 +243,7 @@ def _check_view(payload: Mapping[str, Any]) -> None:
     view = payload.get("view")
     if not isinstance(view, dict) or not isinstance(view.get("callback_id"), str):
         raise Refused(400, "bad_request", "The submission has no view.")
-    if view["callback_id"] not in (INTAKE, ANSWER):
+    if view["callback_id"] not in (INTAKE, ANSWER_VERB):
         raise Ignored
     state = view.get("state")
     values = state.get("values") if isinstance(state, dict) else None
@@ -452,7 +456,7 @@ class SlackCaseChannel(SlackHelpdesk):
                 "elements": [
                     {
                         "type": "button",
-                        "action_id": ANSWER,
+                        "action_id": ANSWER_VERB,
                         "style": "primary",
                         "text": {"type": "plain_text", "text": "Answer", "emoji": False},
                         "value": str(case.number),
@@ -475,7 +479,7 @@ def answer_view(number: int, question: str | None) -> dict[str, Any]:
     asked = question or "The helpdesk has a question about your case."
     return {
         "type": "modal",
-        "callback_id": ANSWER,
+        "callback_id": ANSWER_VERB,
         "private_metadata": json.dumps({"case": number}),
         "title": {"type": "plain_text", "text": f"Case {number}"[:24], "emoji": False},
         "submit": {"type": "plain_text", "text": "Send", "emoji": False},
@@ -602,8 +606,8 @@ class SlackBot:
         # The helpdesk loop: the case card's buttons, the person's Answer button and modal.
         for case_action in sorted(CASE_ACTIONS):
             self.app.action(case_action)(_acks_whatever_happens(self._on_case_action))
-        self.app.action(ANSWER)(_acks_whatever_happens(self._on_answer_button))
-        self.app.view(ANSWER)(
+        self.app.action(ANSWER_VERB)(_acks_whatever_happens(self._on_answer_button))
+        self.app.view(ANSWER_VERB)(
             _acks_whatever_happens(
                 self._on_answer, response_action="errors", errors={ANSWER_INPUT: UNREADABLE}
             )

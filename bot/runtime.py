@@ -288,6 +288,11 @@ def build_helpdesk(
         lease=settings.apply_lease,
         expiry=timedelta(hours=settings.proposal_expiry_hours),
         two_approvers_for_hard_to_undo=settings.two_approvers_for_hard_fixes,
+        card_workspaces=(
+            {Platform.SLACK.value: settings.helpdesk_slack_team}
+            if settings.helpdesk_slack_team
+            else {}
+        ),
     )
     conversation = runtime.conversation
     services = getattr(conversation, "s", None)

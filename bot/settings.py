@@ -99,6 +99,10 @@ class Settings(CheckSettings):
     # --- helpdesk and approval ---------------------------------------------------------------
     helpdesk_slack_channel: str | None = None
     """Slack channel id (`C…`) where escalations are posted; the bot must be a member."""
+    helpdesk_slack_team: str | None = Field(default=None, pattern=r"^T[A-Z0-9]{2,}$")
+    """The Slack workspace (team id, `T…`) that holds the helpdesk channel. Only needed when
+    mailfix is installed in several workspaces: case cards are then posted and updated with that
+    workspace's bot token, and their buttons act only for clicks from that workspace."""
     helpdesk_teams_channel: str | None = None
     """Teams channel id (`19:…@thread.tacv2`) in a team where the app is installed."""
     approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)

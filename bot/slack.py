@@ -61,6 +61,7 @@ from dialogs.cases import (
     CaseAction,
     CaseState,
 )
+from dialogs.helpdesk import Posted
 from dialogs.intake import ADDRESS, address_from_text
 from dialogs.models import (
     Action,
@@ -439,7 +440,28 @@ class SlackCaseChannel(SlackHelpdesk):
     """The Slack helpdesk channel (`bot.helpdesk_channels.SlackHelpdesk`), whose question to a
     person comes with an "Answer" button: it opens a small modal, and the answer goes back to
     the case (`Helpdesk.answer`). The person is reached in the workspace the case came from
-    (with OAuth installs, its bot token), whoever clicked in whichever workspace."""
+    (with OAuth installs, its bot token), whoever clicked in whichever workspace. Case cards are
+    posted and edited with the helpdesk workspace's token when MAILFIX_HELPDESK_SLACK_TEAM names
+    it (several installed workspaces); else with the token of the turn that asks."""
+
+    def __init__(self, client: AsyncWebClient, channel: str | None, *, team: str | None) -> None:
+        super().__init__(client, channel)
+        self.team = team
+
+    async def where(self) -> str:
+        with self._in_helpdesk():
+            return await super().where()
+
+    async def post(self, platform: Platform, card: CardSpec) -> Posted:
+        with self._in_helpdesk():
+            return await super().post(platform, card)
+
+    async def update(self, ref: Mapping[str, Any], card: CardSpec) -> bool:
+        with self._in_helpdesk():
+            return await super().update(ref, card)
+
+    def _in_helpdesk(self) -> contextlib.AbstractContextManager[None]:
+        return in_workspace(self.team) if self.team else contextlib.nullcontext()
 
     async def tell(self, case: Case, text: str) -> None:
         with in_workspace(case.workspace):
@@ -834,7 +856,10 @@ class SlackBot:
 
     def helpdesk_channel(self) -> SlackCaseChannel:
         """Where this bot posts case cards (MAILFIX_HELPDESK_SLACK_CHANNEL) and tells people."""
-        return SlackCaseChannel(self.client, self.runtime.settings.helpdesk_slack_channel)
+        settings = self.runtime.settings
+        return SlackCaseChannel(
+            self.client, settings.helpdesk_slack_channel, team=settings.helpdesk_slack_team
+        )
 
     async def tell_person(self, stored: StoredDiagnosis, text: str) -> None:
         """A message to the person a diagnosis is for, in their DM with the bot. Outside any

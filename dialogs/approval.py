@@ -6,7 +6,8 @@
 Authorisation is decided here on every click from server-side state — the stored case and
 proposal and the approver directory — never from what the button carried: the caller passes
 only the proposal id it read from the payload and who clicked. A click from another Slack
-workspace than the case's is refused like a non-approver's, and both are audited.
+workspace than the one holding the case card (the helpdesk's, when set; else the case's own) is
+refused like a non-approver's, and both are audited.
 
 Applying runs under a lease (`CaseStore.begin_apply`) renewed by a heartbeat while the executor
 works. A replica that dies mid-apply stops renewing; `resume_lapsed` on any replica takes the
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -82,6 +83,7 @@ class Approvals:
         lease: float = DEFAULT_LEASE,
         expiry: timedelta = timedelta(hours=24),
         two_approvers_for_hard_to_undo: bool = False,
+        card_workspaces: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.apply_fix = apply_fix
@@ -90,6 +92,8 @@ class Approvals:
         self.lease = lease
         self.expiry = expiry
         self.two_for_hard = two_approvers_for_hard_to_undo
+        # platform -> the workspace whose channel holds the case cards (MAILFIX_HELPDESK_SLACK_TEAM)
+        self.card_workspaces = dict(card_workspaces or {})
 
     async def propose(self, case: Case, check_id: str, remediation: Remediation) -> Proposal:
         needed = 2 if (remediation.hard_to_undo and self.two_for_hard) else 1
@@ -146,8 +150,10 @@ class Approvals:
     async def _refusal(self, actor: Actor, case: Case | None) -> str | None:
         if case is None:
             return "This case no longer exists."
-        same_platform = actor.platform == case.platform.value
-        if same_platform and case.workspace and actor.workspace != case.workspace:
+        home = self.card_workspaces.get(actor.platform)
+        if home is None and actor.platform == case.platform.value:
+            home = case.workspace
+        if home and actor.workspace != home:
             return "This case belongs to another workspace."
         if not await self.approvers.is_approver(actor):
             return "Only approvers can approve or reject fixes. Ask one of them to look at this."

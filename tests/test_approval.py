@@ -125,6 +125,24 @@ async def test_a_person_who_is_not_an_approver_changes_nothing_and_is_audited(
     assert trail[2].detail == "This case belongs to another workspace."
 
 
+async def test_with_a_helpdesk_workspace_only_its_clicks_act_on_any_workspaces_case(
+    engines: list[Any],
+) -> None:
+    """MAILFIX_HELPDESK_SLACK_TEAM: the case card lives in the helpdesk's workspace, so clicks
+    count from there, whichever workspace the person's case came from."""
+    executor = Executor()
+    desk = Actor(BOSS.id, BOSS.name, "slack", "T0DESK")
+    a = approvals(engines[0], executor, "replica-a", card_workspaces={"slack": "T0DESK"})
+    case = await open_case(a.store)  # Ana's case, from workspace T0001
+    p = await a.propose(case, "tenant.mailbox", REMEDY)
+    refused = await a.decide(p.id, BOSS, Decision.APPROVE)  # the case's own workspace
+    assert refused.outcome is None and refused.refused == "This case belongs to another workspace."
+    assert executor.calls == []
+    approved = await a.decide(p.id, desk, Decision.APPROVE)
+    assert approved.outcome is DecisionOutcome.APPROVED
+    assert executor.calls == [REMEDY.idempotency_key]
+
+
 async def test_approving_applies_once_and_the_trail_tells_the_story(engines: list[Any]) -> None:
     executor = Executor()
     a = approvals(engines[0], executor, "replica-a")

@@ -11,8 +11,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from _slackfake import ANA, GOOD_ANSWERS, SECRET, Bot, FakeDiagnose, FakeSlack, SlackRequests
+from _slackfake import (
+    ANA,
+    GOOD_ANSWERS,
+    SECRET,
+    Bot,
+    FakeDiagnose,
+    FakeSlack,
+    SlackRequests,
+    buttons,
+)
 from aiohttp.test_utils import TestClient, TestServer
 from test_slack_oauth import start_install
 
@@ -22,7 +32,7 @@ from bot.settings import Settings
 from bot.storage import SqlStore
 from checks.models import Client
 from dialogs.cases import CaseAction, NewCase
-from dialogs.models import Platform
+from dialogs.models import Action, Platform
 from dialogs.store import StoredDiagnosis, utc_now
 
 FABRIKAM, FABRIKAM_TOKEN = "T0FABRIKAM", "xoxb-3333333333-4444444444-FAKEfabrikamTOKEN"
@@ -31,7 +41,7 @@ BO = "U0BO"
 
 
 @asynccontextmanager
-async def two_workspaces(tmp_path: Path) -> AsyncIterator[Bot]:
+async def two_workspaces(tmp_path: Path, **values: Any) -> AsyncIterator[Bot]:
     """The server with OAuth installs, mailfix added to Fabrikam's and Northwind's Slack."""
     fake = FakeSlack()
     await fake.start()
@@ -43,6 +53,7 @@ async def two_workspaces(tmp_path: Path) -> AsyncIterator[Bot]:
         state_dir=tmp_path,
         database_url="",
         slack_lookup_email=False,
+        **values,
     )
     diagnose = FakeDiagnose()
     app = create_app(settings, diagnose=diagnose, housekeeping_every=0.1)
@@ -176,3 +187,56 @@ async def test_a_helpdesk_click_in_one_workspace_tells_the_person_in_theirs(
         [agent] = [c for c in calls if c.method == "chat.postEphemeral"]
         assert agent.body["user"] == "U0AGENT" and "Taken" in str(agent.body)
         assert agent.headers["Authorization"] == f"Bearer {NORTHWIND_TOKEN}"
+
+
+async def test_case_cards_go_to_the_helpdesk_workspace_whoever_escalates(tmp_path: Path) -> None:
+    """MAILFIX_HELPDESK_SLACK_TEAM names the workspace whose channel holds the case cards: a
+    person in another workspace escalates, the card is posted and edited with the helpdesk
+    workspace's token (the person's receipt with theirs)."""
+    async with two_workspaces(
+        tmp_path, helpdesk_slack_channel="C0DESK", helpdesk_slack_team=NORTHWIND
+    ) as bot:
+        assert (await bot.post(bot.sign.submission(GOOD_ANSWERS, team=FABRIKAM))).status == 200
+        results = await bot.slack.wait_until(
+            lambda: any(
+                Action.ESCALATE.value in buttons(c.body.get("blocks") or [])
+                for c in bot.slack.of("chat.update")
+            ),
+            "the results card",
+        )
+        diagnosis = next(
+            buttons(c.body["blocks"])[Action.ESCALATE.value]
+            for c in results
+            if c.method == "chat.update" and Action.ESCALATE.value in buttons(c.body["blocks"])
+        )
+        await bot.post(bot.sign.action(Action.ESCALATE.value, diagnosis, team=FABRIKAM))
+        await bot.slack.wait_until(
+            lambda: any(
+                c.body.get("channel") == "C0DESK" for c in bot.slack.of("chat.postMessage")
+            ),
+            "the case card",
+        )
+        # An agent in the helpdesk's workspace claims: the card is edited with its token too.
+        claim = bot.sign.action(
+            CaseAction.CLAIM.value, "1", user="U0AGENT", channel="C0DESK", team=NORTHWIND
+        )
+        assert (await bot.post(claim)).status == 200
+        await bot.slack.wait_until(
+            lambda: any(c.body.get("channel") == "C0DESK" for c in bot.slack.of("chat.update")),
+            "the case card edited",
+        )
+        await bot.runtime.supervisor.wait_idle()
+        desk = [
+            c
+            for c in bot.slack.calls
+            if c.method in ("chat.postMessage", "chat.update") and c.body.get("channel") == "C0DESK"
+        ]
+        assert {c.method for c in desk} == {"chat.postMessage", "chat.update"}
+        assert {c.headers["Authorization"] for c in desk} == {f"Bearer {NORTHWIND_TOKEN}"}
+        receipt = [
+            c
+            for c in bot.slack.of("chat.postMessage")
+            if c.body.get("channel") == f"D{ANA}" and "C0DESK" not in str(c.body.get("channel"))
+        ]
+        assert receipt
+        assert {c.headers["Authorization"] for c in receipt} == {f"Bearer {FABRIKAM_TOKEN}"}

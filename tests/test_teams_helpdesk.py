@@ -429,6 +429,29 @@ async def test_an_approver_only_in_a_nested_entra_group_sees_the_buttons(tmp_pat
             }
 
 
+async def test_an_approver_outside_the_team_is_asked_of_the_roster_once(tmp_path: Path) -> None:
+    """An approver the team's roster does not know (404) is left out of refresh.userIds, and the
+    roster is not asked about them again each time the card is drawn."""
+    outsider = "9d4f7b52-3ec0-4f6b-9cad-4567890abcde"
+    async with helpdesk_server(tmp_path, approver_ids=[CY_AAD, outsider]) as desk:
+        bot = desk.bot
+        await install(bot)
+        thread, _ = await escalate(bot)
+        assert thread is not None and thread.card is not None
+        assert thread.card["refresh"]["userIds"] == [CY_ID]
+        conversation, card_id = thread_of(thread)
+        claim = bot.teams.in_thread(
+            CaseAction.CLAIM.value, {"case": 1}, thread=conversation, card_id=card_id, user=BO_ID
+        )
+        await invoke(bot, claim)
+        await bot.idle()
+        edited = latest_case_card(bot, card_id)  # the card drawn again, for everyone
+        assert "Taken by Bo Chen" in text_of(edited)
+        assert edited["refresh"]["userIds"] == [CY_ID]
+        asked = [c for c in bot.connector.calls if c.method == "GET" and c.activity_id == outsider]
+        assert len(asked) == 1
+
+
 async def test_a_refused_post_is_said_in_the_receipt_and_nothing_is_lost(tmp_path: Path) -> None:
     async with helpdesk_server(tmp_path) as desk:
         bot = desk.bot

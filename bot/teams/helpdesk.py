@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -42,6 +43,8 @@ from dialogs.models import (
 
 log = logging.getLogger(__name__)
 
+NOT_IN_TEAM_TTL = 600.0  # seconds before the roster is asked again about an approver it lacked
+
 
 # --- the helpdesk channel in Teams (reference/chat-platforms.md §B5) -------------------------
 
@@ -63,6 +66,9 @@ class TeamsHelpdesk:
     def __init__(self, bot: TeamsBot, channel: str | None) -> None:
         self.bot = bot
         self.channel = channel
+        # Approvers the team's roster did not know (Entra object id -> until when): a group of
+        # 60 with people outside the team would otherwise cost 60 calls each time a card is drawn.
+        self._not_in_team: dict[str, float] = {}
 
     async def _ref(self, key: str) -> dict[str, Any] | None:
         load = getattr(self.bot.runtime.store, "conversation_ref", None)
@@ -204,12 +210,15 @@ class TeamsHelpdesk:
             return str(known["id"])
         if not isinstance(team, str) or not team:
             return None
+        if self._not_in_team.get(entry, 0.0) > time.monotonic():
+            return None
         try:
             client = ctx.turn_state.get(self.bot.adapter.BOT_CONNECTOR_CLIENT_KEY)
             async with asyncio.timeout(MEMBER_LOOKUP_TIMEOUT):
                 member = await client.conversations.get_conversation_member(team, entry)
         except Exception as exc:  # not in the team: the refresh simply misses them
             log.info("Teams roster lookup for an approver failed: %s", type(exc).__name__)
+            self._not_in_team[entry] = time.monotonic() + NOT_IN_TEAM_TTL
             return None
         found = getattr(member, "id", None)
         if not isinstance(found, str) or not found:

@@ -379,6 +379,7 @@ def _teller_via(channel: Any) -> Any:
             state=CaseState.OPEN,
             diagnosis_id=stored.id,
             platform=stored.platform,
+            workspace=stored.workspace,
             person_id=stored.person_id,
             person_name=stored.person_id,
             address=stored.address,

@@ -384,13 +384,37 @@ async def test_a_repeated_activity_runs_one_diagnosis(tmp_path: Path) -> None:
         assert [card_kind(p.card) for p in bot.connector.posts].count("intake") == 2
 
 
+async def test_an_invoke_delivered_to_two_replicas_runs_once(tmp_path: Path) -> None:
+    """Each replica answers the intake invoke at once (it cannot know about the other); the
+    ledger in the shared database decides after the answers: one diagnosis, one card."""
+    async with running_teams(tmp_path) as one, running_teams(tmp_path) as two:
+        card_id = await intake_card_id(one)
+        activity = one.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=card_id)
+        answers = [await invoke(one, activity), await invoke(two, activity)]
+        assert [card_kind(a["value"]) for a in answers] == ["progress", "progress"]
+        await results_put(one, card_id)
+        await one.idle()
+        await two.idle()
+        assert len(one.diagnose.requests) + len(two.diagnose.requests) == 1
+        assert {c.activity_id for c in one.connector.puts} == {card_id}
+        assert card_kind(one.connector.puts[-1].card) == "results"
+        assert len(one.connector.posts) == 1  # the form; nothing else was posted
+
+
 async def test_the_rate_limit_is_a_teams_message(tmp_path: Path) -> None:
     limiter = RateLimiter(1, 600.0)
     async with running_teams(tmp_path, limiter=limiter) as bot:
         card_id, _ = await finished_run(bot)
+        puts = len(bot.connector.puts)
+        # The invoke is answered before the limit is counted (no database on the request
+        # path): the progress card, which then becomes the refusal, in place.
         body = await invoke(bot, bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=card_id))
-        assert body["type"] == "application/vnd.microsoft.activity.message"
-        assert body["value"].startswith("You've run 1 diagnoses")
+        assert card_kind(body["value"]) == "progress"
+        await bot.idle()
+        (refusal,) = bot.connector.puts[puts:]
+        assert refusal.activity_id == card_id
+        assert "You've run 1 diagnoses" in json.dumps(refusal.card)
+        assert verbs(refusal.card) == {}
 
         assert (await bot.post(bot.teams.personal("mailfix"))).status == 201
         await bot.idle()

@@ -1,7 +1,8 @@
 """Speed on the request path (bench/ack.py): acknowledge first, everything else after.
 
 Over real HTTP against the fake Bot Connector: a Teams message is answered before its turn
-runs, and connector clients are built once and shared between turns. And the supervisor holds
+runs, the intake form's invoke before anything touches the database, and connector clients are
+built once and shared between turns. And the supervisor holds
 back new background work while requests are being answered, at most MAX_DEFER.
 """
 
@@ -11,9 +12,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from _teamsfake import GOOD_ANSWERS
-from test_bot_teams import intake_card_id, invoke, running_teams
+from _teamsfake import GOOD_ANSWERS, WAIT, card_kind
+from test_bot_teams import intake_card_id, invoke, results_put, running_teams
 
+from bot.runtime import EventLedger
 from bot.tasks import MAX_DEFER, QUIET_AFTER, TaskSupervisor
 
 
@@ -74,3 +76,35 @@ async def test_teams_message_turns_run_after_the_201_and_share_connector_clients
         await bot.idle()
         assert len(bot.connector.posts) >= 3
         assert auth._connectors == clients  # the same clients, reused
+
+
+class HeldLedger(EventLedger):
+    """The server's own ledger, held shut until the test opens it: a request that waited for
+    the database's dedupe would not be answered."""
+
+    def __init__(self, ledger: EventLedger) -> None:
+        self.ledger, self.open, self.asked = ledger, asyncio.Event(), asyncio.Event()
+
+    async def first_time(self, event_id: str) -> bool:
+        self.asked.set()
+        await self.open.wait()
+        return await self.ledger.first_time(event_id)
+
+
+async def test_the_intake_invoke_is_answered_before_its_turn_touches_the_database(
+    tmp_path: Path,
+) -> None:
+    async with running_teams(tmp_path) as bot:
+        card_id = await intake_card_id(bot)
+        held = HeldLedger(bot.runtime.events)
+        bot.runtime.events = held
+        activity = bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=card_id)
+        async with asyncio.timeout(WAIT):  # a bound, not a measure: the ledger never opens
+            body = await invoke(bot, activity)
+        assert card_kind(body["value"]) == "progress"  # answered with the ledger shut
+        await held.asked.wait()  # the turn runs after the answer, and dedupes first
+        assert bot.diagnose.requests == []
+        assert bot.connector.puts == []
+        held.open.set()
+        await results_put(bot, card_id)
+        assert len(bot.diagnose.requests) == 1

@@ -24,15 +24,27 @@ The helpdesk loop (dialogs/helpdesk.py decides everything; this only translates)
 - `doctor_post` -> `mailfix doctor`'s Teams half: a test card, or what is wrong in words.
 
 How a card action is answered (reference/chat-platforms.md §B4-§B6):
-- the flow's first reply is pulled at once (no checks run before it: at most a store write). For
-  `Action.Execute` it becomes the invoke response, so the card the person pressed is replaced in
-  place by the progress card (or the form with its errors); for `Action.Submit` the same card is
-  edited with `update_activity`, its id being the activity's `replyToId`;
-- the rest of the flow (the checks, then results) runs on the runtime's task supervisor and edits
-  that same message, after the HTTP response has been written: Teams waits at most 15 s (§B6),
-  and an edit must not overtake the invoke response it follows;
+- the intake form's `Action.Execute` is answered from what was submitted alone, before any
+  SDK turn or database call (`_intake_invoke`): the form again with its errors
+  (`check_form` is pure), or a progress card built from the answers, which replaces the card
+  the person pressed. Its turn runs after the answer is written (dedupe, the rate limit, the
+  checks) and edits that same message (`update_activity` on the activity's `replyToId`): the
+  flow's own first card is that progress card (skipped as an edit), a refusal (over the limit)
+  replaces it. A redelivery to this process is answered "already on it" from memory; on
+  another replica, the ledger (`runtime.events`) lets one delivery act after the answers;
+- every other `Action.Execute` (the results card's and the case card's buttons, Universal
+  Actions' `refresh`) is answered from stored state, so it is decided in the request: whose
+  check it is, whether the press won, the approver's view of a case card; and a refusal is an
+  invoke message only the presser sees. The flow's first reply (at most a store write before
+  it) becomes the invoke response (the pressed card replaced in place); a case press waits at
+  most `case_action_timeout`, then answers "working on it" and edits the card when done;
+- for `Action.Submit` (a message, answered 201 before its turn) the same card is edited with
+  `update_activity`;
+- what follows an answer (the checks, then results) runs on the runtime's task supervisor,
+  after the HTTP response has been written: Teams waits at most 15 s (§B6), and an edit must
+  not overtake the invoke response it follows;
 - a crash edits the card to the error card, never silence. Teams retries deliveries (§B6): an
-  activity id seen before is answered without running anything again (`runtime.events`).
+  activity id seen before is acted on once (`runtime.events`).
 
 Two SDK bugs are worked around here:
 - `ActivityHandler` serialises invoke bodies to dicts and `CloudAdapter.process` serialises them
@@ -72,9 +84,10 @@ from botframework.connector.auth import (
     AuthenticateRequestResult,
 )
 from botframework.connector.teams import TeamsConnectorClient
+from msrest.serialization import Deserializer
 
 from bot.limits import BadBody, parse_json_object
-from bot.runtime import Handler, Runtime
+from bot.runtime import EventLedger, Handler, Runtime
 from bot.teams.auth import (
     EMULATOR_CHANNEL,
     AdapterConfig,
@@ -86,12 +99,12 @@ from bot.teams.auth import (
     well_formed_authorization,
 )
 from cards import Target, render
-from cards.data import ErrorData
+from cards.data import ErrorData, NoticeData
 from dialogs.approval import Actor
 from dialogs.case_buttons import BadPress, card_for, case_number, press
 from dialogs.cases import CaseAction
 from dialogs.helpdesk import Helpdesk
-from dialogs.intake import address_from_text
+from dialogs.intake import IntakeAnswers, address_from_text
 from dialogs.models import (
     Action,
     CardSpec,
@@ -152,6 +165,8 @@ USER_KEY = "teams:user:{}"  # an Entra object id's Teams user id (MRI, "29:…")
 MEMBER_LOOKUP_TIMEOUT = 3.0
 ALREADY = "Already on it: this card updates when the checks finish."
 
+# msrest's deserialiser for the schema's models (what `Activity().deserialize` builds per call).
+_ACTIVITIES = Deserializer(Activity._infer_class_models())  # type: ignore[no-untyped-call]
 _MENTION = re.compile(r"<at\b[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
 # Work to start once the HTTP response is written, collected per request (see `TeamsBot.handle`).
 _AFTER: ContextVar[list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] | None] = (
@@ -182,6 +197,11 @@ def text_response(text: str) -> InvokeResponse:
     return InvokeResponse(status=int(HTTPStatus.OK), body=body)
 
 
+def _invoke_answer(kind: str, value: Any) -> web.Response:
+    """An invoke response written by us, not through the SDK's turn (the same wire shape)."""
+    return web.json_response({"statusCode": 200, "type": kind, "value": value})
+
+
 def error_response(status: HTTPStatus, code: str, message: str) -> InvokeResponse:
     body = AdaptiveCardInvokeResponse(
         status_code=int(status), type=ERROR, value={"code": code, "message": message}
@@ -200,6 +220,7 @@ class Recipient:
     card_id: str | None = None  # the message whose card was used (edited in place)
     adopt: bool = False  # the next form or first post replaces that card (intake submissions)
     posted: dict[str, str | None] = field(default_factory=dict)  # Reply key -> activity id
+    shown: CardSpec | None = None  # what `card_id` shows now (an edit to the same is skipped)
 
 
 def person_of(activity: Activity, email: str | None = None) -> Person:
@@ -320,6 +341,9 @@ class TeamsBot:
         self._channel: TeamsHelpdesk | None = None
         self._service_url_saved: tuple[str, str | None] | None = None
         self._mris: dict[str, str] = {}  # Entra object id -> Teams user id, saved already
+        # Intake invokes this process answered (a redelivery is told so without the database;
+        # the ledger in `runtime.events` decides across replicas, after the answer).
+        self._answered = EventLedger(None)
         self.case_action_timeout = FIRST_REPLY_TIMEOUT  # seconds a case button's answer waits
 
     # --- the helpdesk loop -----------------------------------------------------------------------
@@ -442,8 +466,20 @@ class TeamsBot:
             return web.Response(status=201)
         after: list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] = []
         token = _AFTER.set(after)
+        response: web.StreamResponse
         try:
-            invoke = await self.adapter.process_activity(auth, activity, self.handler.on_turn)
+            execute = _execute(activity)
+            if execute is not None and execute[0] == INTAKE:
+                # The intake form is answered from what was submitted alone: no SDK turn, no
+                # database on the request path; its turn follows the answer (bench/ack.py).
+                response = await self._intake_invoke(activity, execute[1])
+            else:
+                invoke = await self.adapter.process_activity(auth, activity, self.handler.on_turn)
+                if invoke:
+                    body = serializer_helper(invoke.body)
+                    response = web.json_response(data=body, status=invoke.status)
+                else:
+                    response = web.Response(status=201)
         except PermissionError as exc:
             for work, _, _ in after:
                 work.close()
@@ -455,11 +491,6 @@ class TeamsBot:
             raise
         finally:
             _AFTER.reset(token)
-        response: web.StreamResponse
-        if invoke:
-            response = web.json_response(data=serializer_helper(invoke.body), status=invoke.status)
-        else:
-            response = web.Response(status=201)
         if after:
             # Send the answer first: an edit must never reach Teams before the invoke response
             # whose card it edits.
@@ -618,26 +649,72 @@ class TeamsBot:
         return found
 
     async def on_card_action(self, ctx: TurnContext) -> InvokeResponse:
+        """Any other card's Action.Execute (the intake's never gets here: `_intake_invoke`)."""
         activity = ctx.activity
-        value = activity.value if isinstance(activity.value, dict) else {}
-        action = value.get("action")
-        if not isinstance(action, dict) or action.get("type") != "Action.Execute":
+        execute = _execute(activity)
+        if execute is None:
             return error_response(
                 HTTPStatus.BAD_REQUEST, "BadRequest", "Only Action.Execute is supported."
             )
+        verb, data = execute
         if not await self._first_time(activity):
             return text_response(ALREADY)
         self._remember(activity)
-        data = action.get("data")
-        data = dict(data) if isinstance(data, dict) else {}
-        data.pop("verb", None)
-        if isinstance(action.get("verb"), str) and action["verb"] in CASE_VERBS:
-            return await self._case_invoke(activity, str(action["verb"]), data)
-        target, first, rest = await self._card_turn(activity, action.get("verb"), data)
+        if isinstance(verb, str) and verb in CASE_VERBS:
+            return await self._case_invoke(activity, verb, data)
+        target, first, rest = await self._card_turn(activity, verb, data)
         response, leftover = self._answer(target, first)
         if leftover is not None or rest is not None:
             self._after(self._stream(target, leftover, rest), target, "teams.card_action")
         return response
+
+    async def _intake_invoke(self, activity: Activity, data: dict[str, Any]) -> web.Response:
+        """The intake form's Action.Execute, answered from what was submitted alone (no
+        database, no SDK turn): the form with its errors, or the progress card, which the turn
+        that follows the answer (`_intake_turn`) then edits in place."""
+        if activity.id and not await self._answered.first_time(self._event_key(activity)):
+            return _invoke_answer(MESSAGE, ALREADY)  # redelivered to this process (§B6)
+        turn = self._submit_turn(activity, data)
+        conversation = self.runtime.conversation
+        checked = conversation.check_form(turn)
+        if isinstance(checked, FormErrors):
+            self._remember(activity)
+            return _invoke_answer(ADAPTIVE, _adaptive(conversation.form_again(turn, checked).card))
+        progress = conversation.progress_card(checked)
+        target = Recipient(
+            reference=TurnContext.get_conversation_reference(activity),
+            card_id=activity.reply_to_id or None,
+            adopt=True,
+            shown=progress,
+        )
+        self._after(self._intake_turn(activity, target, turn, checked), target, "teams.intake")
+        return _invoke_answer(ADAPTIVE, _adaptive(progress))
+
+    async def _intake_turn(
+        self, activity: Activity, target: Recipient, turn: Turn, answers: IntakeAnswers
+    ) -> None:
+        """After the invoke answer: dedupe, the rate limit, then the checks, whose cards edit
+        the message the person pressed (it shows the progress card already)."""
+        if not await self._first_time(activity):
+            return  # another delivery of it (another replica) runs it and edits the card
+        self._remember(activity)
+        limit = await self.runtime.take(turn.person.id)
+        if not limit.allowed:
+            # The card says "Checking …" already: it becomes the refusal.
+            words = self.runtime.limiter.message(limit)
+            await self._stream(target, Update(card=notice_card(words), key="limit"), None)
+            return
+        await self._stream(target, None, self.runtime.conversation.run(turn, answers))
+
+    def _submit_turn(self, activity: Activity, data: dict[str, Any]) -> Turn:
+        return Turn(
+            platform=Platform.TEAMS,
+            kind=TurnKind.SUBMIT,
+            person=person_of(activity, self._emails.get(activity.from_property.id)),
+            conversation=activity.conversation.id,
+            values=data,
+            id=activity.id,
+        )
 
     async def _card_turn(
         self, activity: Activity, verb: Any, data: dict[str, Any]
@@ -651,14 +728,7 @@ class TeamsBot:
         conversation = self.runtime.conversation
         if verb == INTAKE:
             target.adopt = True
-            turn = Turn(
-                platform=Platform.TEAMS,
-                kind=TurnKind.SUBMIT,
-                person=person,
-                conversation=activity.conversation.id,
-                values=data,
-                id=activity.id,
-            )
+            turn = self._submit_turn(activity, data)
             checked = conversation.check_form(turn)
             if isinstance(checked, FormErrors):
                 form_again = getattr(conversation, "form_again", None)
@@ -853,7 +923,7 @@ class TeamsBot:
         if save is not None:  # answered: later messages are not answers any more
             await save(WAITING_KEY.format(actor.id), Platform.TEAMS, {"case": None})
         words = f"Sent to the helpdesk with case {number}."
-        return words, CardSpec(template="notice", data={"text": f"{words} You said: {text}"})
+        return words, notice_card(f"{words} You said: {text}")
 
     # --- background work -----------------------------------------------------------------------
 
@@ -985,11 +1055,14 @@ class TeamsBot:
 
         self._after(work(), None, "teams.remember")
 
+    @staticmethod
+    def _event_key(activity: Activity) -> str:
+        return f"teams:{activity.conversation.id}:{activity.id}"
+
     async def _first_time(self, activity: Activity) -> bool:
         if not activity.id:
             return True
-        key = f"teams:{activity.conversation.id}:{activity.id}"
-        if await self.runtime.events.first_time(key):
+        if await self.runtime.events.first_time(self._event_key(activity)):
             return True
         log.info("ignored a repeated Teams activity %s (%s)", activity.id, activity.type)
         return False
@@ -1002,7 +1075,7 @@ class TeamsBot:
             case ShowForm(card=card):
                 if target.adopt and target.card_id:
                     target.adopt = False
-                    await self._update(ctx, target.card_id, card)
+                    await self._edit(ctx, target, target.card_id, card)
                 else:
                     await self._post(ctx, card)
             case FormErrors(errors=errors):
@@ -1010,14 +1083,14 @@ class TeamsBot:
             case Post(card=card, key=key):
                 if target.adopt and target.card_id:
                     target.adopt = False
-                    await self._update(ctx, target.card_id, card)
+                    await self._edit(ctx, target, target.card_id, card)
                     target.posted[key] = target.card_id
                 else:
                     target.posted[key] = await self._post(ctx, card)
             case Update(card=card, key=key):
                 activity_id = target.posted.get(key) or target.card_id
                 if activity_id:
-                    await self._update(ctx, activity_id, card)
+                    await self._edit(ctx, target, activity_id, card)
                     target.posted[key] = activity_id
                 else:
                     target.posted[key] = await self._post(ctx, card)
@@ -1027,6 +1100,17 @@ class TeamsBot:
     async def _post(self, ctx: TurnContext, card: CardSpec) -> str | None:
         sent = await ctx.send_activity(card_activity(card))
         return getattr(sent, "id", None) or None
+
+    async def _edit(
+        self, ctx: TurnContext, target: Recipient, activity_id: str, card: CardSpec
+    ) -> None:
+        """Edit a message of this exchange, unless the card it shows is this one already (the
+        progress card an intake invoke was answered with)."""
+        if activity_id == target.card_id:
+            if card == target.shown:
+                return
+            target.shown = card
+        await self._update(ctx, activity_id, card)
 
     async def _update(self, ctx: TurnContext, activity_id: str, card: CardSpec) -> None:
         activity = card_activity(card)
@@ -1058,6 +1142,10 @@ def team_of(activity: Activity) -> dict[str, Any] | None:
     if isinstance(team, dict) and isinstance(team.get("id"), str) and team["id"]:
         return team
     return None
+
+
+def notice_card(text: str) -> CardSpec:
+    return CardSpec(template="notice", data=NoticeData(text=text).model_dump(mode="json"))
 
 
 def crash_card() -> CardSpec:
@@ -1097,6 +1185,20 @@ async def _close(replies: AsyncIterator[Reply]) -> None:
             await aclose()
 
 
+def _execute(activity: Activity) -> tuple[Any, dict[str, Any]] | None:
+    """(verb, data) of a card's Action.Execute (invoke `adaptiveCard/action`), None otherwise."""
+    if activity.type != ActivityTypes.invoke or activity.name != CARD_ACTION:
+        return None
+    value = activity.value if isinstance(activity.value, dict) else {}
+    action = value.get("action")
+    if not isinstance(action, dict) or action.get("type") != "Action.Execute":
+        return None
+    data = action.get("data")
+    data = dict(data) if isinstance(data, dict) else {}
+    data.pop("verb", None)
+    return action.get("verb"), data
+
+
 def _activity_problem(body: Any) -> str | None:
     """Why this JSON is not an activity we can answer (the SDK would crash on it), or None."""
     if not isinstance(body, dict):
@@ -1119,9 +1221,10 @@ def _activity_problem(body: Any) -> str | None:
 
 def _read_activity(body: dict[str, Any]) -> Activity | None:
     """The SDK's Activity, or None when the JSON does not have its shape. Read once per
-    request: msrest's deserialisation is a large part of a turn's CPU (bench/ack.py)."""
+    request: msrest's deserialisation is a large part of a turn's CPU (bench/ack.py), and
+    its deserialiser is built once (`Activity().deserialize` builds one per call)."""
     try:
-        activity: Activity = Activity().deserialize(body)
+        activity: Activity = _ACTIVITIES("Activity", body)
     except Exception:  # msrest's DeserializationError and friends
         return None
     return activity

@@ -289,6 +289,24 @@ async def test_run_again_keeps_the_old_card_and_posts_a_new_run(tmp_path: Path) 
         assert len(bot.diagnose.requests) == 2
 
 
+async def test_four_concurrent_run_again_presses_start_one_diagnosis(tmp_path: Path) -> None:
+    """Four clicks (four activities) at once: the turn pipeline lets one act (issue 7)."""
+    async with running_teams(tmp_path) as bot:
+        card_id, did = await finished_run(bot)
+        presses = [
+            bot.teams.execute("mailfix.run_again", {"diagnosis_id": did}, card_id=card_id)
+            for _ in range(4)
+        ]
+        bodies = await asyncio.gather(*(invoke(bot, p) for p in presses))
+        await bot.idle()
+        cards = [b for b in bodies if b["type"] == ADAPTIVE]
+        refused = [b["value"] for b in bodies if b["type"] != ADAPTIVE]
+        assert len(cards) == 1 and "Checked again" in json.dumps(cards[0]["value"])
+        assert refused == ["This check was already run again: see the newer results."] * 3
+        assert len(bot.diagnose.requests) == 2  # the first run and one run again
+        assert [card_kind(c.card) for c in bot.connector.posts].count("progress") == 1
+
+
 async def test_fixed_and_escalate(tmp_path: Path) -> None:
     async with running_teams(tmp_path) as bot:
         card_id, did = await finished_run(bot)

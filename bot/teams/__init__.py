@@ -19,10 +19,8 @@ from bot.teams.bot import (
     ALREADY,
     ALREADY_PRESSED,
     ANSWER,
-    ANSWER_INPUT,
     HELP_TEXT,
     HELPDESK_TEAM_KEY,
-    NO_HELPDESK,
     SERVICE_URL_KEY,
     STILL_WORKING,
     TeamsBot,
@@ -30,6 +28,8 @@ from bot.teams.bot import (
     create_teams_handler,
 )
 from bot.teams.helpdesk import DOCTOR_TEXT, TeamsHelpdesk, doctor_post
+from dialogs.cases import ANSWER_INPUT
+from dialogs.pipeline import NO_HELPDESK
 
 __all__ = [
     "ALREADY",

@@ -6,6 +6,10 @@ In (POST /api/messages, `CloudAdapter`):
 - the intake card's `Action.Execute` (invoke `adaptiveCard/action`, verb `mailfix.intake`) or its
   `Action.Submit` fallback (a message activity whose `value` holds the data) -> `Turn(SUBMIT)`;
 - a results card button (verbs `mailfix.run_again|fixed|escalate`, both paths) -> `Turn(ACTION)`.
+Each goes through the turn pipeline (`runtime.pipeline`, dialogs/pipeline.py: dedupe -> rate
+limit -> authorise -> route) as an `Arrival` whose delivery id is the activity's; this module
+only translates its `Outcome` (the flow's replies, a refusal in words, a case press, a
+duplicate) into Teams answers and Bot Connector calls.
 Out: `Reply` -> Bot Connector calls (`send`, one function): a new message (POST) or the same
 message edited in place (PUT, `update_activity`).
 
@@ -17,10 +21,12 @@ The helpdesk loop (dialogs/helpdesk.py decides everything; this only translates)
   thread in MAILFIX_HELPDESK_TEAMS_CHANNEL (§B5), its ref stored by the Helpdesk so any replica
   edits it in place; the person is told in their personal chat, a question with a box to answer;
   a refusal (403 not installed, 404 wrong channel id, 401 credentials) becomes words;
-- case card buttons (verbs `dialogs.cases.CaseAction`, both paths) -> `dialogs.case_buttons.press`
-  with the token-verified `aadObjectId` as the actor, never the card's data; answered with the
-  card as that user sees it; Teams' automatic refresh (refresh.userIds: the approvers) gets the
-  approver's view, everyone else the card without Approve / Reject;
+- case card buttons (verbs `dialogs.cases.CaseAction`, both paths) -> the pipeline's
+  `CasePress`, the click being the activity (recorded once), with the token-verified
+  `aadObjectId` as the actor, never the card's data; `runtime.helpdesk` decides; answered with
+  the card as that user sees it; Teams' automatic refresh (refresh.userIds: the approvers) is a
+  read (no press recorded) and gets the approver's view, everyone else the card without
+  Approve / Reject;
 - `doctor_post` -> `mailfix doctor`'s Teams half: a test card, or what is wrong in words.
 
 How a card action is answered (reference/chat-platforms.md §B4-§B6):
@@ -60,7 +66,7 @@ import contextlib
 import html
 import logging
 import re
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -101,10 +107,10 @@ from bot.teams.auth import (
 from cards import Target, render
 from cards.data import ErrorData, NoticeData
 from dialogs.approval import Actor
-from dialogs.case_buttons import BadPress, card_for, case_number, press
-from dialogs.cases import CaseAction
+from dialogs.case_buttons import card_for, case_number
+from dialogs.cases import ANSWER_INPUT, ANSWER_VERB, MAX_ANSWER, CaseAction
 from dialogs.helpdesk import Helpdesk
-from dialogs.intake import IntakeAnswers, address_from_text
+from dialogs.intake import address_from_text
 from dialogs.models import (
     Action,
     CardSpec,
@@ -119,7 +125,17 @@ from dialogs.models import (
     TurnKind,
     Update,
 )
-from dialogs.presses import click_key
+from dialogs.pipeline import (
+    NO_HELPDESK,
+    Arrival,
+    CasePress,
+    CasePressed,
+    Duplicate,
+    Outcome,
+    Refused,
+    Replies,
+    Why,
+)
 
 if TYPE_CHECKING:
     from bot.teams.helpdesk import TeamsHelpdesk
@@ -146,14 +162,10 @@ HELP_TEXT = (
 UNKNOWN_BUTTON = "I don't know that button. Please use the buttons on the card."
 ALREADY_PRESSED = "This click was already handled."
 STILL_WORKING = "Working on it: this card updates when it is done."
-NO_HELPDESK = "The helpdesk is not set up on this server, so this button does nothing here."
 
 # The helpdesk loop (dialogs/helpdesk.py): the person's answer to a helpdesk question comes
-# back from a small card in their chat (`answer_card`), verb ANSWER, text in ANSWER_INPUT.
-ANSWER = "mailfix.case.answer"
-ANSWER_INPUT = "answer"
-MAX_ANSWER = 2000
-CASE_VERBS = frozenset(a.value for a in CaseAction) | {ANSWER}
+# back from a small card in their chat (the "answer" card), verb ANSWER, text in ANSWER_INPUT.
+ANSWER = ANSWER_VERB
 # conversation_refs keys: what any replica needs to post proactively (§B5).
 TEAM_KEY = "teams:team:{}"  # a team the app is installed in: its reference and details
 SERVICE_URL_KEY = "teams:service_url"  # the latest installation's service URL and tenant
@@ -337,7 +349,6 @@ class TeamsBot:
         self.adapter = CloudAdapter(MappedAuthentication(auth, self.verifier))
         self.handler = _Handler(self)
         self._emails: dict[str, str | None] = {}
-        self._helpdesk: Helpdesk | None = None
         self._channel: TeamsHelpdesk | None = None
         self._service_url_saved: tuple[str, str | None] | None = None
         self._mris: dict[str, str] = {}  # Entra object id -> Teams user id, saved already
@@ -350,15 +361,13 @@ class TeamsBot:
 
     @property
     def helpdesk(self) -> Helpdesk | None:
-        """The helpdesk loop, once the server wired one (set here, or on the runtime)."""
-        found = self._helpdesk
-        if found is None:
-            found = getattr(self.runtime, "helpdesk", None) or self.runtime.extras.get("helpdesk")
-        return found if isinstance(found, Helpdesk) else None
+        """The server's helpdesk loop (`runtime.helpdesk`: what the turn pipeline hands case
+        clicks to), once the server wired one."""
+        return self.runtime.helpdesk
 
     @helpdesk.setter
     def helpdesk(self, value: Helpdesk | None) -> None:
-        self._helpdesk = value
+        self.runtime.helpdesk = value
 
     def helpdesk_channel(self) -> TeamsHelpdesk:
         """The Teams half of `dialogs.helpdesk.HelpdeskChannel` (one per bot)."""
@@ -520,51 +529,71 @@ class TeamsBot:
     # --- activities ----------------------------------------------------------------------------
 
     async def on_message(self, ctx: TurnContext) -> None:
+        """A message (after its 201): a typed command, or a card's Action.Submit fallback."""
         activity = ctx.activity
-        if not await self._first_time(activity):
-            return
         self._remember(activity)
+        target = Recipient(reference=TurnContext.get_conversation_reference(activity))
         if isinstance(activity.value, dict):  # an Action.Submit fallback (§B4)
             data = dict(activity.value)
             verb = data.pop("verb", None)
-            if isinstance(verb, str) and verb in CASE_VERBS:
-                target = Recipient(reference=TurnContext.get_conversation_reference(activity))
-                words = await self._case_submit(activity, str(verb), data)
-                self._after(self._stream(target, Notice(text=words), None), target, "teams.case")
-                return
-            target, first, rest = await self._card_turn(activity, verb, data)
-            self._after(self._stream(target, first, rest), target, "teams.card_submit")
+            await self._submitted(activity, target, verb, data)
             return
         command = command_of(activity)
-        target = Recipient(reference=TurnContext.get_conversation_reference(activity))
-        if command is None:
-            answered = await self._typed_answer(activity)
-            if answered is not None:
-                self._after(self._stream(target, Notice(text=answered), None), target, "teams.case")
-                return
-        if command is None or command[0] == HELP:
-            self._after(self._stream(target, Notice(text=HELP_TEXT), None), target, "teams.help")
+        if command is not None and command[0] != HELP:
+            turn = self._turn(activity, TurnKind.START, text=command[1])
+            enrich = self._prefill(ctx, command[1])
+            arrival = Arrival.of(turn, delivery=_delivery(activity), enrich=enrich)
+            self._send_outcome(target, await self.runtime.pipeline.handle(arrival), "teams.start")
             return
-        person = person_of(activity, self._emails.get(activity.from_property.id))
-        turn = Turn(
-            platform=Platform.TEAMS,
-            kind=TurnKind.START,
-            person=person,
-            conversation=activity.conversation.id,
-            text=command[1],
-            id=activity.id,
-        )
-        limit = await self.runtime.peek(person.id)
-        if not limit.allowed:
-            notice = Notice(text=self.runtime.limiter.message(limit))
-            self._after(self._stream(target, notice, None), target, "teams.rate_limited")
+        if not await self.runtime.pipeline.fresh(Platform.TEAMS, _delivery(activity)):
             return
-        self._after(self._open_form(target, turn, activity), target, "teams.open_form")
+        answered = await self._typed_answer(activity) if command is None else None
+        words = answered if answered is not None else HELP_TEXT
+        self._after(self._stream(target, Notice(text=words), None), target, "teams.help")
+
+    async def _submitted(
+        self, activity: Activity, target: Recipient, verb: Any, data: dict[str, Any]
+    ) -> None:
+        """A card's Action.Submit: its outcome as messages and edits of that card."""
+        pipeline = self.runtime.pipeline
+        action = _case_action(verb)
+        if action is not None and action is not CaseAction.REFRESH:
+            arrival = self._click(activity, action, data)
+            self._send_outcome(target, await pipeline.handle(arrival), "teams.case")
+            return
+        turn = self._button_turn(activity, verb, data)
+        if turn is not None:
+            target.card_id = activity.reply_to_id or None  # the card used: edited in place
+            target.adopt = turn.kind is TurnKind.SUBMIT  # the form becomes the progress card
+            arrival = Arrival.of(turn, delivery=_delivery(activity))
+            self._send_outcome(target, await pipeline.handle(arrival), "teams.card_submit")
+            return
+        if not await pipeline.fresh(Platform.TEAMS, _delivery(activity)):
+            return
+        if verb == ANSWER:
+            words = await self._answer_words(activity, data)
+        elif action is CaseAction.REFRESH:
+            words = "This card is up to date."
+        else:
+            words = UNKNOWN_BUTTON
+        self._after(self._stream(target, Notice(text=words), None), target, "teams.case")
+
+    def _send_outcome(self, target: Recipient, outcome: Outcome, name: str) -> None:
+        """What the pipeline decided, sent after the turn: the flow's replies in order, a
+        refusal or a case press in words; a delivery handled before, nothing."""
+        match outcome:
+            case Replies(replies=replies):
+                self._after(self._stream(target, None, replies), target, name)
+            case Refused(words=words):
+                self._after(self._stream(target, Notice(text=words), None), target, name)
+            case CasePressed(pressed=pressed):
+                notice = Notice(text=pressed.words or "Done.")
+                self._after(self._stream(target, notice, None), target, name)
 
     async def on_conversation_update(self, ctx: TurnContext) -> None:
         """The app added to (or removed from) a team: remember where to post (§B5)."""
         activity = ctx.activity
-        if not await self._first_time(activity):
+        if not await self.runtime.pipeline.fresh(Platform.TEAMS, _delivery(activity)):
             return
         bot_id = getattr(activity.recipient, "id", None)
         added = any(m.id == bot_id for m in activity.members_added or [])
@@ -649,7 +678,8 @@ class TeamsBot:
         return found
 
     async def on_card_action(self, ctx: TurnContext) -> InvokeResponse:
-        """Any other card's Action.Execute (the intake's never gets here: `_intake_invoke`)."""
+        """Any other card's Action.Execute (the intake's never gets here: `_intake_invoke`),
+        answered from stored state in the request: see the module's docstring."""
         activity = ctx.activity
         execute = _execute(activity)
         if execute is None:
@@ -657,28 +687,51 @@ class TeamsBot:
                 HTTPStatus.BAD_REQUEST, "BadRequest", "Only Action.Execute is supported."
             )
         verb, data = execute
-        if not await self._first_time(activity):
-            return text_response(ALREADY)
         self._remember(activity)
-        if isinstance(verb, str) and verb in CASE_VERBS:
-            return await self._case_invoke(activity, verb, data)
-        target, first, rest = await self._card_turn(activity, verb, data)
-        response, leftover = self._answer(target, first)
-        if leftover is not None or rest is not None:
-            self._after(self._stream(target, leftover, rest), target, "teams.card_action")
-        return response
+        action = _case_action(verb)
+        if action is not None:
+            return await self._case_invoke(activity, action, data)
+        if verb == ANSWER:
+            helpdesk = self.helpdesk
+            if helpdesk is None:
+                return text_response(NO_HELPDESK)
+            if not await self.runtime.pipeline.fresh(Platform.TEAMS, _delivery(activity)):
+                return text_response(ALREADY)
+            words, card = await self._answer_case(helpdesk, self._actor(activity), data)
+            return card_response(_adaptive(card)) if card is not None else text_response(words)
+        turn = self._button_turn(activity, verb, data)
+        if turn is None:
+            return text_response(UNKNOWN_BUTTON)
+        target = Recipient(
+            reference=TurnContext.get_conversation_reference(activity),
+            card_id=activity.reply_to_id or None,
+            adopt=turn.kind is TurnKind.SUBMIT,
+        )
+        outcome = await self.runtime.pipeline.handle(Arrival.of(turn, delivery=_delivery(activity)))
+        match outcome:
+            case Duplicate():
+                return text_response(ALREADY)
+            case Refused(words=words):
+                return text_response(words)
+            case Replies(replies=replies):
+                first, rest = await self._first(replies)
+                response, leftover = self._answer(target, first)
+                if leftover is not None or rest is not None:
+                    self._after(self._stream(target, leftover, rest), target, "teams.card_action")
+                return response
+        return text_response("Done.")
 
     async def _intake_invoke(self, activity: Activity, data: dict[str, Any]) -> web.Response:
         """The intake form's Action.Execute, answered from what was submitted alone (no
         database, no SDK turn): the form with its errors, or the progress card, which the turn
         that follows the answer (`_intake_turn`) then edits in place."""
-        if activity.id and not await self._answered.first_time(self._event_key(activity)):
+        if activity.id and not await self._answered.first_time(f"teams:{_delivery(activity)}"):
             return _invoke_answer(MESSAGE, ALREADY)  # redelivered to this process (§B6)
-        turn = self._submit_turn(activity, data)
+        self._remember(activity)
+        turn = self._turn(activity, TurnKind.SUBMIT, values=data)
         conversation = self.runtime.conversation
         checked = conversation.check_form(turn)
         if isinstance(checked, FormErrors):
-            self._remember(activity)
             return _invoke_answer(ADAPTIVE, _adaptive(conversation.form_again(turn, checked).card))
         progress = conversation.progress_card(checked)
         target = Recipient(
@@ -687,78 +740,70 @@ class TeamsBot:
             adopt=True,
             shown=progress,
         )
-        self._after(self._intake_turn(activity, target, turn, checked), target, "teams.intake")
+        arrival = Arrival.of(turn, delivery=_delivery(activity), answers=checked)
+        self._after(self._intake_turn(target, arrival), target, "teams.intake")
         return _invoke_answer(ADAPTIVE, _adaptive(progress))
 
-    async def _intake_turn(
-        self, activity: Activity, target: Recipient, turn: Turn, answers: IntakeAnswers
-    ) -> None:
-        """After the invoke answer: dedupe, the rate limit, then the checks, whose cards edit
-        the message the person pressed (it shows the progress card already)."""
-        if not await self._first_time(activity):
-            return  # another delivery of it (another replica) runs it and edits the card
-        self._remember(activity)
-        limit = await self.runtime.take(turn.person.id)
-        if not limit.allowed:
-            # The card says "Checking …" already: it becomes the refusal.
-            words = self.runtime.limiter.message(limit)
-            await self._stream(target, Update(card=notice_card(words), key="limit"), None)
-            return
-        await self._stream(target, None, self.runtime.conversation.run(turn, answers))
+    async def _intake_turn(self, target: Recipient, arrival: Arrival) -> None:
+        """After the invoke answer, through the pipeline (dedupe, the rate limit, the checks):
+        the cards edit the message the person pressed, which shows the progress card already."""
+        # A Duplicate (another replica answered it too) does nothing: that one edits the card.
+        match await self.runtime.pipeline.handle(arrival):
+            case Refused(words=words):  # the card says "Checking …": it becomes the refusal
+                await self._stream(target, Update(card=notice_card(words), key="refused"), None)
+            case Replies(replies=replies):
+                await self._stream(target, None, replies)
 
-    def _submit_turn(self, activity: Activity, data: dict[str, Any]) -> Turn:
+    def _turn(self, activity: Activity, kind: TurnKind, **fields: Any) -> Turn:
         return Turn(
             platform=Platform.TEAMS,
-            kind=TurnKind.SUBMIT,
+            kind=kind,
             person=person_of(activity, self._emails.get(activity.from_property.id)),
             conversation=activity.conversation.id,
-            values=data,
             id=activity.id,
+            **fields,
         )
 
-    async def _card_turn(
-        self, activity: Activity, verb: Any, data: dict[str, Any]
-    ) -> tuple[Recipient, Reply | None, AsyncIterator[Reply] | None]:
-        """A card was used (either path): the flow's first reply now, and the rest."""
-        target = Recipient(
-            reference=TurnContext.get_conversation_reference(activity),
-            card_id=activity.reply_to_id or None,
-        )
-        person = person_of(activity, self._emails.get(activity.from_property.id))
-        conversation = self.runtime.conversation
+    def _button_turn(self, activity: Activity, verb: Any, data: dict[str, Any]) -> Turn | None:
+        """The turn of a form or results card button (either path), None for a verb we do
+        not have."""
         if verb == INTAKE:
-            target.adopt = True
-            turn = self._submit_turn(activity, data)
-            checked = conversation.check_form(turn)
-            if isinstance(checked, FormErrors):
-                form_again = getattr(conversation, "form_again", None)
-                return target, (form_again(turn, checked) if form_again else checked), None
-            limit = await self.runtime.take(person.id)
-            if not limit.allowed:
-                return target, Notice(text=self.runtime.limiter.message(limit)), None
-            replies = conversation.run(turn, checked)
-        else:
+            return self._turn(activity, TurnKind.SUBMIT, values=data)
+        try:
+            action = Action(verb)
+        except ValueError:
+            return None
+        did = data.get("diagnosis_id")
+        return self._turn(
+            activity,
+            TurnKind.ACTION,
+            action=action,
+            diagnosis_id=did if isinstance(did, str) and did else None,
+            values=data,
+        )
+
+    def _prefill(
+        self, ctx: TurnContext, arguments: str
+    ) -> Callable[[Person], Awaitable[Person]] | None:
+        """For a form opened in a personal or group chat without an address: the person's
+        mail address from their Teams profile (the pipeline asks just before the form)."""
+        activity = ctx.activity
+        if getattr(activity.conversation, "conversation_type", None) == "channel":
+            return None
+        if address_from_text(arguments):
+            return None
+
+        async def with_email(person: Person) -> Person:
+            if person.email is not None:
+                return person
             try:
-                action = Action(verb)
-            except ValueError:
-                return target, Notice(text=UNKNOWN_BUTTON), None
-            did = data.get("diagnosis_id")
-            turn = Turn(
-                platform=Platform.TEAMS,
-                kind=TurnKind.ACTION,
-                person=person,
-                conversation=activity.conversation.id,
-                action=action,
-                diagnosis_id=did if isinstance(did, str) and did else None,
-                values=data,
-                id=activity.id,
-            )
-            if action is Action.RUN_AGAIN:
-                limit = await self.runtime.take(person.id)
-                if not limit.allowed:
-                    return target, Notice(text=self.runtime.limiter.message(limit)), None
-            replies = conversation.act(turn)
-        return target, *(await self._first(replies))
+                await token_off_the_loop(ctx, self.adapter.BOT_CONNECTOR_CLIENT_KEY)
+            except ConnectionError:  # a prefill is a nicety: the person can type the address
+                return person
+            email = await self._email_of(ctx, activity.from_property.id)
+            return person.model_copy(update={"email": email}) if email else person
+
+        return with_email
 
     async def _first(
         self, replies: AsyncIterator[Reply]
@@ -811,79 +856,58 @@ class TeamsBot:
             workspace=person.workspace,
         )
 
+    def _click(self, activity: Activity, action: CaseAction, data: dict[str, Any]) -> Arrival:
+        """A case card button as the pipeline takes it: the click is the activity (§B6: Teams
+        redelivers with the same id). A refresh is a read, sent whenever an approver views the
+        card: nothing to dedupe, no press recorded."""
+        refresh = action is CaseAction.REFRESH
+        press = CasePress(
+            action, data, data, self._actor(activity), click=None if refresh else activity.id
+        )
+        delivery = None if refresh else _delivery(activity)
+        return Arrival.click(Platform.TEAMS, press, delivery=delivery)
+
     async def _case_invoke(
-        self, activity: Activity, verb: str, data: dict[str, Any]
+        self, activity: Activity, action: CaseAction, data: dict[str, Any]
     ) -> InvokeResponse:
-        """An Action.Execute on a case card (or the person's answer card)."""
-        helpdesk = self.helpdesk
-        if helpdesk is None:
-            return text_response(NO_HELPDESK)
-        actor = self._actor(activity)
-        if verb == ANSWER:
-            words, card = await self._answer_case(helpdesk, actor, data)
-            return card_response(_adaptive(card)) if card is not None else text_response(words)
-        action = CaseAction(verb)
-        if action is CaseAction.REFRESH:
-            # Teams asks for the card as this user sees it: automatically for the users in
-            # refresh.userIds (the approvers), or from the card's "Refresh" menu (§B4).
-            number = case_number(data.get("case"))
-            if number is None or await helpdesk.cases.case(number) is None:
-                return error_response(HTTPStatus.BAD_REQUEST, "BadRequest", "No such case.")
-            return card_response(_adaptive(await card_for(helpdesk, number, actor)))
-        if not await self._press_once(helpdesk, activity, actor, verb, data):
-            return text_response(ALREADY_PRESSED)
+        """An Action.Execute on a case card: answered with the card as this user sees it."""
         # Approving applies the fix and re-runs checks: it may outlast Teams' 15 s (§B6). The
         # answer waits a bounded time; past it the work goes on in the background and the
         # card is edited in place when it is done (Helpdesk -> TeamsHelpdesk.update).
-        work = asyncio.ensure_future(press(helpdesk, action, data, data, actor))
+        work = asyncio.ensure_future(
+            self.runtime.pipeline.handle(self._click(activity, action, data))
+        )
         try:
             async with asyncio.timeout(self.case_action_timeout):
-                pressed = await asyncio.shield(work)
-        except BadPress as exc:
-            return error_response(HTTPStatus.BAD_REQUEST, "BadRequest", str(exc))
+                outcome = await asyncio.shield(work)
         except TimeoutError:
             self._after(_finish(work), None, "teams.case_action")
             return text_response(STILL_WORKING)
-        if not pressed.ok or pressed.case is None:
-            return text_response(pressed.words or "Nothing changed.")
-        # The card everyone gets was already edited in place (Helpdesk -> TeamsHelpdesk.update);
-        # the presser's own copy becomes the card as they see it.
-        return card_response(_adaptive(await card_for(helpdesk, pressed.case, actor)))
+        match outcome:
+            case Duplicate():
+                return text_response(ALREADY)
+            case Refused(words=words, why=Why.BAD_PRESS):
+                return error_response(HTTPStatus.BAD_REQUEST, "BadRequest", words)
+            case Refused(words=words):
+                return text_response(words)
+            case CasePressed(pressed=pressed, actor=actor):
+                helpdesk = self.helpdesk
+                if pressed.ok and pressed.case is not None and helpdesk is not None:
+                    # Teams asks for (refresh) or gets back the card as this user sees it: the
+                    # approver's view has Approve / Reject (§B4). The card everyone gets was
+                    # edited in place already (Helpdesk -> TeamsHelpdesk.update).
+                    return card_response(_adaptive(await card_for(helpdesk, pressed.case, actor)))
+                if action is CaseAction.REFRESH:
+                    return error_response(HTTPStatus.BAD_REQUEST, "BadRequest", "No such case.")
+                return text_response(pressed.words or "Nothing changed.")
+        return text_response("Nothing changed.")
 
-    async def _case_submit(self, activity: Activity, verb: str, data: dict[str, Any]) -> str:
-        """The same buttons through the Action.Submit fallback: the answer is a message."""
+    async def _answer_words(self, activity: Activity, data: Mapping[str, Any]) -> str:
+        """The answer card's button (either path): the words for the person."""
         helpdesk = self.helpdesk
         if helpdesk is None:
             return NO_HELPDESK
-        actor = self._actor(activity)
-        if verb == ANSWER:
-            return (await self._answer_case(helpdesk, actor, data))[0]
-        action = CaseAction(verb)
-        if action is CaseAction.REFRESH:
-            return "This card is up to date."
-        if not await self._press_once(helpdesk, activity, actor, verb, data):
-            return ALREADY_PRESSED
-        try:
-            pressed = await press(helpdesk, action, data, data, actor)
-        except BadPress as exc:
-            return str(exc)
-        return pressed.words or "Done."
-
-    async def _press_once(
-        self, helpdesk: Helpdesk, activity: Activity, actor: Actor, verb: str, data: Any
-    ) -> bool:
-        """Record this click (one row per click, any replica): False for a second delivery of
-        it. Teams redelivers an activity with the same id (§B6)."""
-        value = str(data.get("proposal") or data.get("case") or "")
-        key = click_key(
-            Platform.TEAMS, actor.workspace, actor.id, verb, value, str(activity.id or "")
-        )
-        if not activity.id:
-            return True
-        won = await helpdesk.cases.press(key, kind=verb, actor=actor.id, platform=Platform.TEAMS)
-        if not won:
-            log.info("ignored a second delivery of a %s click", verb)
-        return won
+        return (await self._answer_case(helpdesk, self._actor(activity), data))[0]
 
     async def _typed_answer(self, activity: Activity) -> str | None:
         """A message in the personal chat while the helpdesk waits for this person's answer
@@ -973,21 +997,6 @@ class TeamsBot:
             if rest is not None:
                 await _close(rest)
 
-    async def _open_form(self, target: Recipient, turn: Turn, activity: Activity) -> None:
-        user_id = activity.from_property.id
-        personal = getattr(activity.conversation, "conversation_type", None) != "channel"
-
-        async def logic(ctx: TurnContext) -> None:
-            form_turn = turn
-            if turn.person.email is None and not address_from_text(turn.text) and personal:
-                email = await self._email_of(ctx, user_id)
-                if email:
-                    person = turn.person.model_copy(update={"email": email})
-                    form_turn = turn.model_copy(update={"person": person})
-            await self.send(ctx, target, self.runtime.conversation.start(form_turn))
-
-        await self._continue(target, logic)
-
     async def _email_of(self, ctx: TurnContext, user_id: str) -> str | None:
         """The person's mail address from their Teams profile (prefills the form), or None."""
         if user_id in self._emails:
@@ -1054,18 +1063,6 @@ class TeamsBot:
                 await self._save_team(activity, team, installed=True)
 
         self._after(work(), None, "teams.remember")
-
-    @staticmethod
-    def _event_key(activity: Activity) -> str:
-        return f"teams:{activity.conversation.id}:{activity.id}"
-
-    async def _first_time(self, activity: Activity) -> bool:
-        if not activity.id:
-            return True
-        if await self.runtime.events.first_time(self._event_key(activity)):
-            return True
-        log.info("ignored a repeated Teams activity %s (%s)", activity.id, activity.type)
-        return False
 
     # --- Reply -> Bot Connector ----------------------------------------------------------------
 
@@ -1174,8 +1171,6 @@ async def _finish(work: asyncio.Future[Any]) -> None:
     except asyncio.CancelledError:
         work.cancel()  # shutting down: an applying fix's lease lapses and a replica resumes it
         raise
-    except BadPress:
-        pass
 
 
 async def _close(replies: AsyncIterator[Reply]) -> None:
@@ -1183,6 +1178,18 @@ async def _close(replies: AsyncIterator[Reply]) -> None:
     if aclose is not None:
         with contextlib.suppress(RuntimeError):  # "already running": its own task closes it
             await aclose()
+
+
+def _delivery(activity: Activity) -> str | None:
+    """The pipeline's delivery id of an activity: Teams redelivers with the same id (§B6)."""
+    return f"{activity.conversation.id}:{activity.id}" if activity.id else None
+
+
+def _case_action(verb: Any) -> CaseAction | None:
+    try:
+        return CaseAction(verb)
+    except ValueError:
+        return None
 
 
 def _execute(activity: Activity) -> tuple[Any, dict[str, Any]] | None:

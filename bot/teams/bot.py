@@ -1033,36 +1033,31 @@ class TeamsBot:
         await self._continue(target, logic)
 
     def _remember(self, activity: Activity) -> None:
-        """Keep the conversation reference (JSON) for later proactive messages."""
+        """Keep the conversation reference (JSON) for later proactive messages. All of it,
+        the reference's serialisation included, runs after the answer (bench/ack.py)."""
         save = getattr(self.runtime.store, "save_conversation_ref", None)
-        if save is None:
-            return
+        if save is not None:
+            self._after(self._save_references(activity, save), None, "teams.remember")
+
+    async def _save_references(self, activity: Activity, save: Any) -> None:
         reference = TurnContext.get_conversation_reference(activity).serialize()
         keys = [f"teams:conversation:{activity.conversation.id}"]
         if getattr(activity.conversation, "conversation_type", None) == "personal":
             keys.append(f"teams:person:{person_of(activity).id}")
-
-        team = team_of(activity)
-        fresh = (activity.service_url, person_of(activity).workspace) != self._service_url_saved
+        for key in keys:
+            await save(key, Platform.TEAMS, reference)
         sender = activity.from_property
         aad = str(getattr(sender, "aad_object_id", None) or "").lower()
-        user = None
         if aad and sender.id and self._mris.get(aad) != sender.id:
             # Who this Entra user is in Teams (their MRI, "29:…"): what refresh.userIds names.
-            user = (USER_KEY.format(aad), {"id": sender.id, "aadObjectId": aad})
             if len(self._mris) >= EMAIL_CACHE:
                 self._mris.clear()
             self._mris[aad] = sender.id
-
-        async def work() -> None:
-            for key in keys:
-                await save(key, Platform.TEAMS, reference)
-            if user is not None:
-                await save(user[0], Platform.TEAMS, user[1])
-            if team is not None and fresh:  # a message from a team: the app is installed there
-                await self._save_team(activity, team, installed=True)
-
-        self._after(work(), None, "teams.remember")
+            await save(USER_KEY.format(aad), Platform.TEAMS, {"id": sender.id, "aadObjectId": aad})
+        team = team_of(activity)
+        fresh = (activity.service_url, person_of(activity).workspace) != self._service_url_saved
+        if team is not None and fresh:  # a message from a team: the app is installed there
+            await self._save_team(activity, team, installed=True)
 
     # --- Reply -> Bot Connector ----------------------------------------------------------------
 

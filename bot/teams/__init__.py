@@ -17,7 +17,6 @@ from bot.teams.auth import (
 )
 from bot.teams.bot import (
     ALREADY,
-    ALREADY_PRESSED,
     ANSWER,
     HELP_TEXT,
     HELPDESK_TEAM_KEY,
@@ -33,7 +32,6 @@ from dialogs.pipeline import NO_HELPDESK
 
 __all__ = [
     "ALREADY",
-    "ALREADY_PRESSED",
     "ANSWER",
     "ANSWER_INPUT",
     "DOCTOR_TEXT",

@@ -33,11 +33,12 @@ How a card action is answered (reference/chat-platforms.md §B4-§B6):
 - the intake form's `Action.Execute` is answered from what was submitted alone, before any
   SDK turn or database call (`_intake_invoke`): the form again with its errors
   (`check_form` is pure), or a progress card built from the answers, which replaces the card
-  the person pressed. Its turn runs after the answer is written (dedupe, the rate limit, the
-  checks) and edits that same message (`update_activity` on the activity's `replyToId`): the
-  flow's own first card is that progress card (skipped as an edit), a refusal (over the limit)
-  replaces it. A redelivery to this process is answered "already on it" from memory; on
-  another replica, the ledger (`runtime.events`) lets one delivery act after the answers;
+  the person pressed. Its turn runs after the answer is written (the pipeline: dedupe, the
+  rate limit, then the checks) and edits that same message (`update_activity` on the
+  activity's `replyToId`): the flow's own first card is that progress card (skipped as an
+  edit), a refusal (over the limit) replaces it. A redelivery to this process is answered
+  "already on it" from memory; on another replica, the pipeline's dedupe lets one delivery
+  act, after the answers;
 - every other `Action.Execute` (the results card's and the case card's buttons, Universal
   Actions' `refresh`) is answered from stored state, so it is decided in the request: whose
   check it is, whether the press won, the approver's view of a case card; and a refusal is an
@@ -50,7 +51,7 @@ How a card action is answered (reference/chat-platforms.md §B4-§B6):
   after the HTTP response has been written: Teams waits at most 15 s (§B6), and an edit must
   not overtake the invoke response it follows;
 - a crash edits the card to the error card, never silence. Teams retries deliveries (§B6): an
-  activity id seen before is acted on once (`runtime.events`).
+  activity id seen before is acted on once (the pipeline's dedupe, any replica).
 
 Two SDK bugs are worked around here:
 - `ActivityHandler` serialises invoke bodies to dicts and `CloudAdapter.process` serialises them
@@ -160,7 +161,6 @@ HELP_TEXT = (
     "a channel, and fill in the short form. I never ask for a password."
 )
 UNKNOWN_BUTTON = "I don't know that button. Please use the buttons on the card."
-ALREADY_PRESSED = "This click was already handled."
 STILL_WORKING = "Working on it: this card updates when it is done."
 
 # The helpdesk loop (dialogs/helpdesk.py): the person's answer to a helpdesk question comes

@@ -11,10 +11,11 @@ Routes:
 Every request passes one guard: a body limit (`MAILFIX_MAX_BODY_BYTES`, a JSON 413), a body
 read timeout (a JSON 408), JSON errors instead of HTML pages, and security headers on every
 response. `serve` adds what only a listening socket has: a header read timeout and a cap on
-open connections (`GuardedRunner`). Work that outlives a request runs on the
-`TaskSupervisor`; diagnoses wait their turn in one `RunQueue`. Shutdown tells queued people
-their checks did not start, lets running diagnoses finish within their deadline, then cancels
-what is left (the flow marks those failed).
+open connections (`GuardedRunner`), and writes the access log after the acks (`AccessLines`).
+Work that outlives a request runs on the `TaskSupervisor`, held back while Slack and Teams
+requests are being answered; diagnoses wait their turn in one `RunQueue`. Shutdown tells queued
+people their checks did not start, lets running diagnoses finish within their deadline, then
+cancels what is left (the flow marks those failed).
 
 The Teams side plugs in with a factory (see `TeamsFactory`): `create_app(settings,
 teams=factory)`, or, when `teams` is not given and MAILFIX_TEAMS_APP_ID is set, the factory

@@ -14,6 +14,7 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from _teamsfake import (
     CHANNEL,
     GOOD_ANSWERS,
     PERSONAL,
+    WAIT,
     Activities,
     FakeConnector,
     GatedDiagnose,
@@ -64,6 +66,17 @@ async def running_teams(
             await bot.idle()
     finally:
         await connector.close()
+
+
+@dataclass
+class StartedDiagnose(GatedDiagnose):
+    """`GatedDiagnose` that says when the first diagnosis reached it."""
+
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, request: Any, progress: Any) -> Any:
+        self.started.set()
+        return await super().__call__(request, progress)
 
 
 async def intake_card_id(bot: TeamsBot, text: str = "mailfix") -> str:
@@ -188,7 +201,8 @@ async def test_execute_answers_with_the_progress_card_then_edits_that_message_to
     tmp_path: Path,
 ) -> None:
     gate = asyncio.Event()
-    async with running_teams(tmp_path, diagnose=GatedDiagnose(gate=gate)) as bot:
+    diagnose = StartedDiagnose(gate=gate)
+    async with running_teams(tmp_path, diagnose=diagnose) as bot:
         card_id = await intake_card_id(bot)
         activity = bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=card_id)
 
@@ -204,6 +218,10 @@ async def test_execute_answers_with_the_progress_card_then_edits_that_message_to
         assert body["type"] == ADAPTIVE
         assert card_kind(body["value"]) == "progress"
         assert "ana@contoso.com" in json.dumps(body["value"])
+        # The turn after the answer reached the engine: the flow's first card (posted before
+        # any check starts) was that same progress card, so it was not sent again.
+        async with asyncio.timeout(WAIT):
+            await diagnose.started.wait()
         assert bot.connector.puts == []
 
         gate.set()

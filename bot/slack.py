@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -110,6 +110,7 @@ _NOT_HERE = {"channel_not_found", "not_in_channel", "user_not_in_channel", "is_a
 # newer than 5 minutes refused, compared in constant time.
 REPLAY_WINDOW = 300  # seconds
 FORM = "application/x-www-form-urlencoded"
+SLACK_HOOKS = "hooks.slack.com"  # a response_url's host: https://hooks.slack.com/commands/… (§A4)
 JSON = "application/json"
 MAX_FORM_FIELDS = 64  # a slash command has about 15
 
@@ -679,15 +680,19 @@ class SlackBot:
             # after it (bench/ack.py: bolt's dispatch was ~0.15-0.2 ms of a ~0.5 ms ack, and a
             # burst's last ack waits for every earlier one's).
             target = Recipient(user=str(parsed["user_id"]), channel=parsed.get("channel_id"))
-            self._spawn(self._command(bolt_request, target), target, "slack.command")
+            hook = self._command_hook(parsed.get("response_url"))
+            self._spawn(self._command(bolt_request, target, hook), target, "slack.command")
             return web.Response(status=200)
         response = await self.app.async_dispatch(bolt_request())
         return await to_aiohttp_response(response)
 
-    async def _command(self, request: Callable[[], AsyncBoltRequest], target: Recipient) -> None:
+    async def _command(
+        self, request: Callable[[], AsyncBoltRequest], target: Recipient, hook: str | None
+    ) -> None:
         """A slash command, after its ack: what bolt answers besides an empty 200 (the polite
         line of a listener that failed, bolt's "install this app first") reaches the person
-        as an only-you line instead."""
+        only: through the command's `response_url` — where Slack shows an ack's words, and
+        with no token needed — or else as an only-you message."""
         response = await self.app.async_dispatch(request())
         if response.status == 200 and not response.body:
             return
@@ -696,7 +701,25 @@ class SlackBot:
             words = answer.get("text") if isinstance(answer, dict) else None
         except ValueError:
             words = response.body
-        await self.send(target, Notice(text=words if isinstance(words, str) else UNREADABLE))
+        text = words if isinstance(words, str) and words else UNREADABLE
+        if hook is not None:
+            await AsyncWebhookClient(hook).send(text=text, response_type="ephemeral")
+        else:
+            await self.send(target, Notice(text=text))
+
+    def _command_hook(self, url: Any) -> str | None:
+        """A command's `response_url` if it is Slack's (https on hooks.slack.com, or the host
+        of the configured Web API: a sandbox's), else None — a signed payload still does not
+        choose where the server sends requests."""
+        if not isinstance(url, str):
+            return None
+        parts = urlsplit(url)
+        api = urlsplit(self.runtime.settings.slack_api_url)
+        if parts.scheme == "https" and parts.hostname == SLACK_HOOKS:
+            return url
+        if (parts.scheme, parts.netloc) == (api.scheme, api.netloc):
+            return url
+        return None
 
     # --- Socket Mode ---------------------------------------------------------------------------
 

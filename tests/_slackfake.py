@@ -412,6 +412,7 @@ class SlackRequests:
         trigger: str = "T-1",
         timestamp: int | None = None,
         team: str = TEAM,
+        response_url: str = "https://hooks.slack.invalid/commands/T0/1/abc",
     ) -> tuple[str, dict[str, str]]:
         return self.form(
             {
@@ -426,7 +427,7 @@ class SlackRequests:
                 "text": text,
                 "api_app_id": "A0MAILFIX",
                 "is_enterprise_install": "false",
-                "response_url": "https://hooks.slack.invalid/commands/T0/1/abc",
+                "response_url": response_url,
                 "trigger_id": trigger,
             },
             timestamp=timestamp,

@@ -34,16 +34,27 @@ async def test_the_ack_does_not_wait_for_bolt(tmp_path: Path) -> None:
 
 
 async def test_what_bolt_answers_instead_reaches_the_person_only(tmp_path: Path) -> None:
+    """Through the command's response_url when it is Slack's (here: the fake's host, the
+    configured Web API's), else as an only-you message; never a form."""
     async with running_bot(tmp_path) as bot:
 
         async def refuse(req: Any, resp: Any, next: Any) -> Any:
             return BoltResponse(status=200, body="Please install this app first.")
 
         bot.app[SLACK].app.use(refuse)  # type: ignore[attr-defined]
-        response = await bot.post(bot.sign.command("ana@contoso.com"))
+        hook = bot.slack.response_url("cmd1")
+        response = await bot.post(bot.sign.command("ana@contoso.com", response_url=hook))
+        assert (response.status, await response.text()) == (200, "")
+        await bot.slack.wait_until(lambda: bool(bot.slack.of("response_url")), "the line")
+        [line] = bot.slack.of("response_url")
+        assert line.body == {"text": "Please install this app first.", "response_type": "ephemeral"}
+        # A response_url on a host that is not Slack's is not followed: an only-you message.
+        elsewhere = "https://hooks.slack.invalid/commands/T0/1/abc"
+        response = await bot.post(bot.sign.command("ana@contoso.com", response_url=elsewhere))
         assert (response.status, await response.text()) == (200, "")
         await bot.slack.wait_until(lambda: bool(bot.slack.of("chat.postEphemeral")), "the line")
         [line] = bot.slack.of("chat.postEphemeral")
         assert line.body["user"] == ANA
         assert "Please install this app first." in str(line.body)
+        assert len(bot.slack.of("response_url")) == 1
         assert not bot.slack.of("views.open")

@@ -157,10 +157,13 @@ class Conversation:
         `response_action=errors`: the adapter replaces the card with this one)."""
         return ShowForm(card=intake_form(turn, values=turn.values, errors=errors.errors))
 
-    def progress_card(self, answers: IntakeAnswers) -> CardSpec:
-        """The card `run` posts first (no check has run yet), from the answers alone: for an
-        answer that cannot wait for the store (a Teams invoke is answered with it)."""
-        return _Progress(answers.address, answers.app_label, self.s.check_titles).card()
+    def checking_card(self, answers: IntakeAnswers) -> CardSpec:
+        """A short "checking …" card from the answers alone, for an answer that cannot wait for
+        the store (a Teams invoke is answered with it); `run`'s progress card then replaces it.
+        Small on purpose: the progress card names every check, and rendering and writing it
+        was half of an invoke's answer (bench/ack.py)."""
+        text = f"⏳ Checking {answers.address} for {answers.app_label}…"
+        return CardSpec(template="notice", data=NoticeData(text=text).model_dump(mode="json"))
 
     # --- a diagnosis -----------------------------------------------------------------------
 

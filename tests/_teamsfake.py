@@ -422,7 +422,8 @@ class GatedDiagnose:
 
 
 def card_kind(card: dict[str, Any] | None) -> str:
-    """intake | progress | results | error | escalation | other, from the rendered card."""
+    """intake | checking | progress | results | error | escalation | other, from the rendered
+    card ("checking": the short card an intake invoke is answered with)."""
     if card is None:
         return "none"
     text = json.dumps(card.get("body") or [])
@@ -431,6 +432,8 @@ def card_kind(card: dict[str, Any] | None) -> str:
         return "intake"
     if fallback.startswith("mailfix is checking"):
         return "progress"
+    if fallback.startswith("⏳ Checking"):
+        return "checking"
     if fallback.startswith("mailfix: most likely"):
         return "results"
     if fallback.startswith("Escalation requested"):

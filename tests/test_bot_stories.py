@@ -112,7 +112,7 @@ async def test_teams_story(
             card_id = await intake_card_id(bot, f"mailfix {scenario.address}")
             answers = {**TEAMS_ANSWERS, "address": scenario.address, "app": app.value}
             body = await invoke(bot, bot.teams.execute("mailfix.intake", answers, card_id=card_id))
-            assert card_kind(body["value"]) == "progress"
+            assert card_kind(body["value"]) == "checking"
             card = await results_put(bot, card_id)
             await bot.idle()
             await assert_stored_top_cause(bot.runtime.store, ANA_AAD, cause)

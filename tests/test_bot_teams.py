@@ -103,7 +103,7 @@ async def finished_run(bot: TeamsBot) -> tuple[str, str]:
     """A complete diagnosis through Action.Execute: (card message id, diagnosis id)."""
     card_id = await intake_card_id(bot)
     body = await invoke(bot, bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=card_id))
-    assert card_kind(body["value"]) == "progress"
+    assert card_kind(body["value"]) == "checking"
     results = await results_put(bot, card_id)
     return card_id, verbs(results)["mailfix.run_again"]["diagnosis_id"]
 
@@ -197,7 +197,7 @@ async def test_help_and_chatter_get_the_help_text_as_plain_text(tmp_path: Path) 
 # --- the intake form: Action.Execute, Action.Submit, field errors ------------------------------
 
 
-async def test_execute_answers_with_the_progress_card_then_edits_that_message_to_results(
+async def test_execute_answers_with_a_checking_card_then_edits_that_message_to_results(
     tmp_path: Path,
 ) -> None:
     gate = asyncio.Event()
@@ -216,13 +216,16 @@ async def test_execute_answers_with_the_progress_card_then_edits_that_message_to
         assert set(body) == {"statusCode", "type", "value"}
         assert body["statusCode"] == 200
         assert body["type"] == ADAPTIVE
-        assert card_kind(body["value"]) == "progress"
-        assert "ana@contoso.com" in json.dumps(body["value"])
+        # A short card (the full progress card names every check: too slow to answer with).
+        assert card_kind(body["value"]) == "checking"
+        assert "Checking ana@contoso.com" in json.dumps(body["value"])
         # The turn after the answer reached the engine: the flow's first card (posted before
-        # any check starts) was that same progress card, so it was not sent again.
+        # any check starts), the progress card, replaced it in place.
         async with asyncio.timeout(WAIT):
             await diagnose.started.wait()
-        assert bot.connector.puts == []
+        await bot.connector.wait_until(lambda: bool(bot.connector.puts), "the progress card")
+        assert [card_kind(c.card) for c in bot.connector.puts] == ["progress"]
+        assert bot.connector.puts[0].activity_id == card_id
 
         gate.set()
         results = await results_put(bot, card_id)
@@ -399,7 +402,7 @@ async def test_a_repeated_activity_runs_one_diagnosis(tmp_path: Path) -> None:
         activity = bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=card_id)
         first = await invoke(bot, activity)
         again = await invoke(bot, activity)  # Teams retried: same activity id
-        assert card_kind(first["value"]) == "progress"
+        assert card_kind(first["value"]) == "checking"
         assert again == {
             "statusCode": 200,
             "type": "application/vnd.microsoft.activity.message",
@@ -427,7 +430,7 @@ async def test_an_invoke_delivered_to_two_replicas_runs_once(tmp_path: Path) -> 
         card_id = await intake_card_id(one)
         activity = one.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=card_id)
         answers = [await invoke(one, activity), await invoke(two, activity)]
-        assert [card_kind(a["value"]) for a in answers] == ["progress", "progress"]
+        assert [card_kind(a["value"]) for a in answers] == ["checking", "checking"]
         await results_put(one, card_id)
         await one.idle()
         await two.idle()
@@ -443,9 +446,9 @@ async def test_the_rate_limit_is_a_teams_message(tmp_path: Path) -> None:
         card_id, _ = await finished_run(bot)
         puts = len(bot.connector.puts)
         # The invoke is answered before the limit is counted (no database on the request
-        # path): the progress card, which then becomes the refusal, in place.
+        # path): the "checking" card, which then becomes the refusal, in place.
         body = await invoke(bot, bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=card_id))
-        assert card_kind(body["value"]) == "progress"
+        assert card_kind(body["value"]) == "checking"
         await bot.idle()
         (refusal,) = bot.connector.puts[puts:]
         assert refusal.activity_id == card_id
@@ -463,7 +466,7 @@ async def test_a_crashing_diagnosis_ends_in_the_error_card(tmp_path: Path) -> No
     async with running_teams(tmp_path, diagnose=diagnose) as bot:
         card_id = await intake_card_id(bot)
         body = await invoke(bot, bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=card_id))
-        assert card_kind(body["value"]) == "progress"
+        assert card_kind(body["value"]) == "checking"
         await bot.idle()
         last = bot.connector.puts[-1]
         assert last.activity_id == card_id
@@ -477,7 +480,7 @@ async def test_a_connector_failure_mid_run_still_ends_in_the_error_card(tmp_path
         card_id = await intake_card_id(bot)
         bot.connector.fail_puts = 1  # the first edit (progress) fails: the stream crashes
         body = await invoke(bot, bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=card_id))
-        assert card_kind(body["value"]) == "progress"
+        assert card_kind(body["value"]) == "checking"
         await bot.idle()
         assert [c.activity_id for c in bot.connector.puts] == [card_id, card_id]
         assert card_kind(bot.connector.puts[-1].card) == "error"

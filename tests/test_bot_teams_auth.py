@@ -320,7 +320,7 @@ async def test_a_correctly_signed_token_is_accepted_end_to_end(
         activity = bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=intake.answered_id)
         response = await bot.post(activity, **bearer(s.good_token()))
         assert response.status == 200, await response.text()
-        assert card_kind((await response.json())["value"]) == "progress"
+        assert card_kind((await response.json())["value"]) == "checking"
         await bot.idle()
         assert len(bot.diagnose.requests) == 1
 

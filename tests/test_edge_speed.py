@@ -101,7 +101,7 @@ async def test_the_intake_invoke_is_answered_before_its_turn_touches_the_databas
         activity = bot.teams.execute("mailfix.intake", GOOD_ANSWERS, card_id=card_id)
         async with asyncio.timeout(WAIT):  # a bound, not a measure: the ledger never opens
             body = await invoke(bot, activity)
-        assert card_kind(body["value"]) == "progress"  # answered with the ledger shut
+        assert card_kind(body["value"]) == "checking"  # answered with the ledger shut
         await held.asked.wait()  # the turn runs after the answer, and dedupes first
         assert bot.diagnose.requests == []
         assert bot.connector.puts == []

@@ -209,7 +209,7 @@ async def escalate(bot: TeamsBot) -> tuple[Call | None, dict[str, Any]]:
     (form,) = [c for c in bot.connector.posts if card_kind(c.card) == "intake"]
     assert form.answered_id is not None
     body = await invoke(bot, bot.teams.execute("mailfix.intake", ANSWERS, card_id=form.answered_id))
-    assert card_kind(body["value"]) == "progress"
+    assert card_kind(body["value"]) == "checking"
     await bot.connector.wait_until(
         lambda: any(card_kind(c.card) == "results" for c in bot.connector.puts), "the results"
     )
@@ -473,7 +473,7 @@ async def test_a_refused_post_is_said_in_the_receipt_and_nothing_is_lost(tmp_pat
         body = await invoke(
             bot, bot.teams.execute("mailfix.intake", ANSWERS, card_id=form.answered_id)
         )
-        assert card_kind(body["value"]) == "progress"
+        assert card_kind(body["value"]) == "checking"
         await bot.connector.wait_until(
             lambda: any(card_kind(c.card) == "results" for c in bot.connector.puts), "results"
         )
@@ -663,7 +663,7 @@ async def escalate_as(bot: TeamsBot, user: str) -> None:
     form_id = forms()[-1].answered_id
     assert form_id is not None
     run = bot.teams.execute("mailfix.intake", ANSWERS, card_id=form_id, user=user)
-    assert card_kind((await invoke(bot, run))["value"]) == "progress"
+    assert card_kind((await invoke(bot, run))["value"]) == "checking"
 
     def results() -> list[Call]:
         return [

@@ -30,13 +30,15 @@ The helpdesk loop (dialogs/helpdesk.py decides everything; this only translates)
 - `doctor_post` -> `mailfix doctor`'s Teams half: a test card, or what is wrong in words.
 
 How a card action is answered (reference/chat-platforms.md §B4-§B6):
-- the intake form's `Action.Execute` is answered from what was submitted alone, before any
-  SDK turn or database call (`_intake_invoke`): the form again with its errors
-  (`check_form` is pure), or a progress card built from the answers, which replaces the card
-  the person pressed. Its turn runs after the answer is written (the pipeline: dedupe, the
-  rate limit, then the checks) and edits that same message (`update_activity` on the
-  activity's `replyToId`): the flow's own first card is that progress card (skipped as an
-  edit), a refusal (over the limit) replaces it. A redelivery to this process is answered
+- a message is answered 201 and the intake form's `Action.Execute` from what was submitted
+  alone, both before the SDK's Activity is read, any SDK turn or any database call
+  (`_intake_invoke`): the form again with its errors
+  (`check_form` is pure), or a short "checking …" card built from the answers, which
+  replaces the card the person pressed (small on purpose: rendering and writing the full
+  progress card was half of the answer's CPU). Its turn runs after the answer is written (the
+  pipeline: dedupe, the rate limit, then the checks) and edits that same message
+  (`update_activity` on the activity's `replyToId`): first to the progress card, then the
+  results; a refusal (over the limit) replaces it. A redelivery to this process is answered
   "already on it" from memory; on another replica, the pipeline's dedupe lets one delivery
   act, after the answers;
 - every other `Action.Execute` (the results card's and the case card's buttons, Universal
@@ -237,20 +239,43 @@ class Recipient:
 
 def person_of(activity: Activity, email: str | None = None) -> Person:
     user = activity.from_property
-    conversation = activity.conversation
-    tenant = getattr(conversation, "tenant_id", None)
-    if not tenant and isinstance(activity.channel_data, dict):
-        found = activity.channel_data.get("tenant")
+    return _person(
+        user.id,
+        aad=getattr(user, "aad_object_id", None),
+        name=user.name,
+        tenant=getattr(activity.conversation, "tenant_id", None),
+        channel_data=activity.channel_data,
+        email=email,
+    )
+
+
+def person_in(body: Mapping[str, Any], email: str | None = None) -> Person:
+    """`person_of` on the activity's JSON (`handle` checked its shape), before it is read."""
+    user = body["from"]
+    return _person(
+        user["id"],
+        aad=user.get("aadObjectId"),
+        name=user.get("name"),
+        tenant=body["conversation"].get("tenantId"),
+        channel_data=body.get("channelData"),
+        email=email,
+    )
+
+
+def _person(
+    user_id: str, *, aad: Any, name: Any, tenant: Any, channel_data: Any, email: str | None
+) -> Person:
+    if not tenant and isinstance(channel_data, dict):
+        found = channel_data.get("tenant")
         tenant = found.get("id") if isinstance(found, dict) else None
-    aad = getattr(user, "aad_object_id", None)
     return Person(
         # The Entra object id is the same in every chat and is what approvals check (§B4).
         # `handle` refuses activities without one, except the Emulator's in `mailfix demo`
         # (its "from.id" is all it has).
-        id=aad if aad else f"emulator:{user.id}",
-        name=user.name or None,
+        id=aad if isinstance(aad, str) and aad else f"emulator:{user_id}",
+        name=name if isinstance(name, str) and name else None,
         email=email,
-        workspace=tenant or None,
+        workspace=tenant if isinstance(tenant, str) and tenant else None,
     )
 
 
@@ -420,9 +445,7 @@ class TeamsBot:
             log.warning("Teams request refused: %s", exc)
             return _problem(exc.status, exc.code, str(exc))
         problem = _activity_problem(body) or self._sender_problem(body)
-        activity = None if problem else _read_activity(body)
-        if activity is None:
-            problem = problem or "The activity does not have the Bot Framework shape."
+        if problem is not None:
             log.warning("Teams request refused: %s", problem)
             return _problem(400, "bad_request", problem)
         if verified is not None:
@@ -433,6 +456,20 @@ class TeamsBot:
         elif body.get("channelId") not in self.verifier.channels:
             log.warning("Teams request refused: channel not accepted")
             return _problem(400, "bad_request", "The activity is not from Microsoft Teams.")
+        # A message needs only its 201, and the intake form's answer only the submitted values:
+        # the SDK's Activity (msrest's deserialisation was ~40 % of an invoke's answer,
+        # bench/ack.py) and the turn are made after the answer, off the request path.
+        if body["type"] == ActivityTypes.message:
+            self._spawn(self._message_turn(body, verified), None, "teams.message")
+            return web.Response(status=201)
+        execute = _execute(body.get("type"), body.get("name"), body.get("value"))
+        if execute is not None and execute[0] == INTAKE:
+            return await self._intake_invoke(request, body, execute[1])
+        activity = _read_activity(body)
+        if activity is None:
+            problem = "The activity does not have the Bot Framework shape."
+            log.warning("Teams request refused: %s", problem)
+            return _problem(400, "bad_request", problem)
         try:
             auth = await self._authenticated(activity, verified)
         except PermissionError as exc:
@@ -468,27 +505,16 @@ class TeamsBot:
         self, request: web.Request, activity: Activity, auth: AuthenticateRequestResult
     ) -> web.StreamResponse:
         """What `CloudAdapter.process` does, on the activity we already read and checked."""
-        if activity.type == ActivityTypes.message:
-            # A message needs only its 201: the turn (the SDK's pipeline, the database, the
-            # replies) runs after it, off the request path (bench/ack.py).
-            self._spawn(self._message_turn(activity, auth), None, "teams.message")
-            return web.Response(status=201)
         after: list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] = []
         token = _AFTER.set(after)
         response: web.StreamResponse
         try:
-            execute = _execute(activity)
-            if execute is not None and execute[0] == INTAKE:
-                # The intake form is answered from what was submitted alone: no SDK turn, no
-                # database on the request path; its turn follows the answer (bench/ack.py).
-                response = await self._intake_invoke(activity, execute[1])
+            invoke = await self.adapter.process_activity(auth, activity, self.handler.on_turn)
+            if invoke:
+                body = serializer_helper(invoke.body)
+                response = web.json_response(data=body, status=invoke.status)
             else:
-                invoke = await self.adapter.process_activity(auth, activity, self.handler.on_turn)
-                if invoke:
-                    body = serializer_helper(invoke.body)
-                    response = web.json_response(data=body, status=invoke.status)
-                else:
-                    response = web.Response(status=201)
+                response = web.Response(status=201)
         except PermissionError as exc:
             for work, _, _ in after:
                 work.close()
@@ -501,18 +527,34 @@ class TeamsBot:
         finally:
             _AFTER.reset(token)
         if after:
-            # Send the answer first: an edit must never reach Teams before the invoke response
-            # whose card it edits.
-            try:
-                await response.prepare(request)
-                await response.write_eof()
-            finally:
-                for work, target, name in after:
-                    self._spawn(work, target, name)
+            await self._answer_first(request, response, after)
         return response
 
-    async def _message_turn(self, activity: Activity, auth: AuthenticateRequestResult) -> None:
+    async def _answer_first(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        after: list[tuple[Coroutine[Any, Any, None], Recipient | None, str]],
+    ) -> None:
+        """Send the answer, then start the work: an edit must never reach Teams before the
+        invoke response whose card it edits."""
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        finally:
+            for work, target, name in after:
+                self._spawn(work, target, name)
+
+    async def _message_turn(self, body: dict[str, Any], verified: Verified | None) -> None:
         """A message's turn, after its 201; the work it queues starts when the turn is done."""
+        activity = _read_after_answer(body)
+        if activity is None:
+            return
+        try:
+            auth = await self._authenticated(activity, verified)
+        except PermissionError as exc:
+            log.warning("Teams message dropped: %s", exc)
+            return
         after: list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] = []
         token = _AFTER.set(after)
         try:
@@ -681,7 +723,7 @@ class TeamsBot:
         """Any other card's Action.Execute (the intake's never gets here: `_intake_invoke`),
         answered from stored state in the request: see the module's docstring."""
         activity = ctx.activity
-        execute = _execute(activity)
+        execute = _execute(activity.type, activity.name, activity.value)
         if execute is None:
             return error_response(
                 HTTPStatus.BAD_REQUEST, "BadRequest", "Only Action.Execute is supported."
@@ -721,38 +763,61 @@ class TeamsBot:
                 return response
         return text_response("Done.")
 
-    async def _intake_invoke(self, activity: Activity, data: dict[str, Any]) -> web.Response:
-        """The intake form's Action.Execute, answered from what was submitted alone (no
-        database, no SDK turn): the form with its errors, or the progress card, which the turn
-        that follows the answer (`_intake_turn`) then edits in place."""
-        if activity.id and not await self._answered.first_time(f"teams:{_delivery(activity)}"):
+    async def _intake_invoke(
+        self, request: web.Request, body: dict[str, Any], data: dict[str, Any]
+    ) -> web.StreamResponse:
+        """The intake form's Action.Execute, answered from its JSON alone (no SDK Activity,
+        no turn, no database): the form with its errors, or a short "checking …" card, which
+        the turn that follows the answer (`_intake_turn`) then edits in place."""
+        delivery = f"{body['conversation']['id']}:{body['id']}" if body.get("id") else None
+        if delivery and not await self._answered.first_time(f"teams:{delivery}"):
             return _invoke_answer(MESSAGE, ALREADY)  # redelivered to this process (§B6)
-        self._remember(activity)
-        turn = self._turn(activity, TurnKind.SUBMIT, values=data)
+        turn = Turn(
+            platform=Platform.TEAMS,
+            kind=TurnKind.SUBMIT,
+            person=person_in(body, self._emails.get(body["from"]["id"])),
+            conversation=body["conversation"]["id"],
+            id=body.get("id"),
+            values=data,
+        )
         conversation = self.runtime.conversation
         checked = conversation.check_form(turn)
         if isinstance(checked, FormErrors):
             return _invoke_answer(ADAPTIVE, _adaptive(conversation.form_again(turn, checked).card))
-        progress = conversation.progress_card(checked)
+        checking = conversation.checking_card(checked)
+        arrival = Arrival.of(turn, delivery=delivery, answers=checked)
+        response = _invoke_answer(ADAPTIVE, _adaptive(checking))
+        await self._answer_first(
+            request, response, [(self._intake_turn(body, checking, arrival), None, "teams.intake")]
+        )
+        return response
+
+    async def _intake_turn(
+        self, body: dict[str, Any], checking: CardSpec, arrival: Arrival
+    ) -> None:
+        """After the invoke answer, through the pipeline (dedupe, the rate limit, the checks):
+        the cards edit the message the person pressed, which shows the "checking …" card."""
+        activity = _read_after_answer(body)
+        if activity is None:
+            return
+        self._remember(activity)
         target = Recipient(
             reference=TurnContext.get_conversation_reference(activity),
             card_id=activity.reply_to_id or None,
             adopt=True,
-            shown=progress,
+            shown=checking,
         )
-        arrival = Arrival.of(turn, delivery=_delivery(activity), answers=checked)
-        self._after(self._intake_turn(target, arrival), target, "teams.intake")
-        return _invoke_answer(ADAPTIVE, _adaptive(progress))
-
-    async def _intake_turn(self, target: Recipient, arrival: Arrival) -> None:
-        """After the invoke answer, through the pipeline (dedupe, the rate limit, the checks):
-        the cards edit the message the person pressed, which shows the progress card already."""
-        # A Duplicate (another replica answered it too) does nothing: that one edits the card.
-        match await self.runtime.pipeline.handle(arrival):
-            case Refused(words=words):  # the card says "Checking …": it becomes the refusal
-                await self._stream(target, Update(card=notice_card(words), key="refused"), None)
-            case Replies(replies=replies):
-                await self._stream(target, None, replies)
+        try:
+            # A Duplicate (another replica answered it too) does nothing: that one edits it.
+            match await self.runtime.pipeline.handle(arrival):
+                case Refused(words=words):  # "Checking …" becomes the refusal
+                    refusal = Update(card=notice_card(words), key="refused")
+                    await self._stream(target, refusal, None)
+                case Replies(replies=replies):
+                    await self._stream(target, None, replies)
+        except Exception:
+            await self._report_crash(target)
+            raise
 
     def _turn(self, activity: Activity, kind: TurnKind, **fields: Any) -> Turn:
         return Turn(
@@ -1187,11 +1252,12 @@ def _case_action(verb: Any) -> CaseAction | None:
         return None
 
 
-def _execute(activity: Activity) -> tuple[Any, dict[str, Any]] | None:
-    """(verb, data) of a card's Action.Execute (invoke `adaptiveCard/action`), None otherwise."""
-    if activity.type != ActivityTypes.invoke or activity.name != CARD_ACTION:
+def _execute(kind: Any, name: Any, value: Any) -> tuple[Any, dict[str, Any]] | None:
+    """(verb, data) of a card's Action.Execute (invoke `adaptiveCard/action`) from an activity's
+    type, name and value, None otherwise."""
+    if kind != ActivityTypes.invoke or name != CARD_ACTION:
         return None
-    value = activity.value if isinstance(activity.value, dict) else {}
+    value = value if isinstance(value, dict) else {}
     action = value.get("action")
     if not isinstance(action, dict) or action.get("type") != "Action.Execute":
         return None
@@ -1219,6 +1285,14 @@ def _activity_problem(body: Any) -> str | None:
     if body["type"] == ActivityTypes.invoke and not isinstance(body.get("name"), str):
         return "The invoke has no name."
     return None
+
+
+def _read_after_answer(body: dict[str, Any]) -> Activity | None:
+    """`_read_activity` for an activity already answered: one warning line when unreadable."""
+    activity = _read_activity(body)
+    if activity is None:
+        log.warning("Teams activity dropped: it does not have the Bot Framework shape")
+    return activity
 
 
 def _read_activity(body: dict[str, Any]) -> Activity | None:

@@ -32,7 +32,7 @@ import pytest
 from _db import reset_database
 from _slackfake import SECRET, TEAM, TOKEN, FakeSlack, SlackRequests, blocks_text
 from test_slack_helpdesk_loop import BOSS, ENABLE, HELPDESK, activesync_off, needs_ports
-from test_slack_race import ROOT, deliver, replicas, until_rechecked
+from test_slack_race import ROOT, deliver, replicas, serve_env, until_rechecked
 
 from bot.case_store import SqlCaseStore
 from bot.storage import create_engine, migrate
@@ -143,19 +143,13 @@ async def test_kill_9_mid_apply_the_other_replica_finishes_and_nothing_is_writte
             tenant = world.tenant
             assert tenant is not None
             case, proposal = await case_with_card(store)
-            env = {
-                **world.env(),
-                "MAILFIX_DATABASE_URL": url,
-                "MAILFIX_SLACK_BOT_TOKEN": TOKEN,
-                "MAILFIX_SLACK_SIGNING_SECRET": SECRET,
-                "MAILFIX_SLACK_API_URL": fake.url,
-                "MAILFIX_SLACK_LOOKUP_EMAIL": "false",
-                "MAILFIX_HELPDESK_SLACK_CHANNEL": HELPDESK,
-                "MAILFIX_APPROVERS": BOSS,
-                "MAILFIX_DEADLINE": "20",
-                "MAILFIX_APPLY_LEASE": str(LEASE),
-                "MAILFIX_HOUSEKEEPING_INTERVAL": str(SWEEP),
-            }
+            env = serve_env(
+                world,
+                url,
+                fake,
+                MAILFIX_APPLY_LEASE=str(LEASE),
+                MAILFIX_HOUSEKEEPING_INTERVAL=str(SWEEP),
+            )
             async with aiohttp.ClientSession() as http, replicas(env, tmp_path) as (a, b):
                 await asyncio.gather(a.wait_listening(http), b.wait_listening(http))
                 # A's executor reads the mailbox, then writes: the tenant holds one answer.

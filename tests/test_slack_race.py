@@ -74,6 +74,23 @@ class Replica:
                 await asyncio.sleep(0.1)
 
 
+def serve_env(world: World, url: str, fake: FakeSlack, **settings: str) -> dict[str, str]:
+    """`mailfix serve`'s environment: the sandbox's world, the database, the fake Slack, the
+    helpdesk channel and Bo as the approver; `settings` adds MAILFIX_* names."""
+    return {
+        **world.env(),
+        "MAILFIX_DATABASE_URL": url,
+        "MAILFIX_SLACK_BOT_TOKEN": TOKEN,
+        "MAILFIX_SLACK_SIGNING_SECRET": SECRET,
+        "MAILFIX_SLACK_API_URL": fake.url,
+        "MAILFIX_SLACK_LOOKUP_EMAIL": "false",
+        "MAILFIX_HELPDESK_SLACK_CHANNEL": HELPDESK,
+        "MAILFIX_APPROVERS": BOSS,
+        "MAILFIX_DEADLINE": "20",
+        **settings,
+    }
+
+
 @contextlib.asynccontextmanager
 async def replicas(env: dict[str, str], tmp_path: Path) -> AsyncIterator[list[Replica]]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILFIX_")}
@@ -165,17 +182,7 @@ async def test_the_same_slack_approve_on_two_serve_processes_applies_once_in_100
                 ref = {"platform": "slack", "channel": HELPDESK, "ts": f"1700000000.{i:06d}"}
                 await store.save_message(f"case:{case.number}:helpdesk", Platform.SLACK, ref)
                 proposals.append(proposal)
-            env = {
-                **world.env(),
-                "MAILFIX_DATABASE_URL": url,
-                "MAILFIX_SLACK_BOT_TOKEN": TOKEN,
-                "MAILFIX_SLACK_SIGNING_SECRET": SECRET,
-                "MAILFIX_SLACK_API_URL": fake.url,
-                "MAILFIX_SLACK_LOOKUP_EMAIL": "false",
-                "MAILFIX_HELPDESK_SLACK_CHANNEL": HELPDESK,
-                "MAILFIX_APPROVERS": BOSS,
-                "MAILFIX_DEADLINE": "20",
-            }
+            env = serve_env(world, url, fake)
             sign = SlackRequests()
             timings: list[float] = []
             async with (

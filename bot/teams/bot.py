@@ -73,7 +73,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from aiohttp import web
 from botbuilder.core import CardFactory, InvokeResponse, MessageFactory, TurnContext
@@ -182,10 +182,10 @@ ALREADY = "Already on it: this card updates when the checks finish."
 # msrest's deserialiser for the schema's models (what `Activity().deserialize` builds per call).
 _ACTIVITIES = Deserializer(Activity._infer_class_models())  # type: ignore[no-untyped-call]
 _MENTION = re.compile(r"<at\b[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
-# Work to start once the HTTP response is written, collected per request (see `TeamsBot.handle`).
-_AFTER: ContextVar[list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] | None] = (
-    ContextVar("mailfix_teams_after", default=None)
-)
+# Work to start once the HTTP response is written, collected per request (see `TeamsBot.handle`):
+# (the work, whom to show the error card if it fails, its name).
+Queued: TypeAlias = tuple[Coroutine[Any, Any, None], "Recipient | None", str]
+_AFTER: ContextVar[list[Queued] | None] = ContextVar("mailfix_teams_after", default=None)
 
 
 # --- invoke bodies (msrest models, never dicts: headline finding 1) --------------------------
@@ -505,36 +505,43 @@ class TeamsBot:
         self, request: web.Request, activity: Activity, auth: AuthenticateRequestResult
     ) -> web.StreamResponse:
         """What `CloudAdapter.process` does, on the activity we already read and checked."""
-        after: list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] = []
-        token = _AFTER.set(after)
-        response: web.StreamResponse
         try:
-            invoke = await self.adapter.process_activity(auth, activity, self.handler.on_turn)
-            if invoke:
-                body = serializer_helper(invoke.body)
-                response = web.json_response(data=body, status=invoke.status)
-            else:
-                response = web.Response(status=201)
+            invoke, after = await self._turn_of(activity, auth)
         except PermissionError as exc:
-            for work, _, _ in after:
-                work.close()
             log.warning("Teams request refused: %s", exc)
             return _unauthorized("The token is not valid for this bot.")
+        response: web.StreamResponse
+        if invoke:
+            body = serializer_helper(invoke.body)
+            response = web.json_response(data=body, status=invoke.status)
+        else:
+            response = web.Response(status=201)
+        if after:
+            await self._answer_first(request, response, after)
+        return response
+
+    async def _turn_of(
+        self, activity: Activity, auth: AuthenticateRequestResult
+    ) -> tuple[InvokeResponse | None, list[Queued]]:
+        """The SDK's turn, and the work it queued to start after the answer (`_after`); if the
+        turn fails, that work is dropped (closed, never started)."""
+        after: list[Queued] = []
+        token = _AFTER.set(after)
+        try:
+            invoke = await self.adapter.process_activity(auth, activity, self.handler.on_turn)
         except BaseException:
             for work, _, _ in after:
                 work.close()
             raise
         finally:
             _AFTER.reset(token)
-        if after:
-            await self._answer_first(request, response, after)
-        return response
+        return invoke, after
 
     async def _answer_first(
         self,
         request: web.Request,
         response: web.StreamResponse,
-        after: list[tuple[Coroutine[Any, Any, None], Recipient | None, str]],
+        after: list[Queued],
     ) -> None:
         """Send the answer, then start the work: an edit must never reach Teams before the
         invoke response whose card it edits."""
@@ -555,16 +562,7 @@ class TeamsBot:
         except PermissionError as exc:
             log.warning("Teams message dropped: %s", exc)
             return
-        after: list[tuple[Coroutine[Any, Any, None], Recipient | None, str]] = []
-        token = _AFTER.set(after)
-        try:
-            await self.adapter.process_activity(auth, activity, self.handler.on_turn)
-        except BaseException:
-            for work, _, _ in after:
-                work.close()
-            raise
-        finally:
-            _AFTER.reset(token)
+        _, after = await self._turn_of(activity, auth)
         for work, target, name in after:
             self._spawn(work, target, name)
 

@@ -375,8 +375,9 @@ class Pipeline:
                 pressed = await press(helpdesk, what.action, what.payload, what.inputs, actor)
             except BadPress as exc:
                 return Refused(str(exc), Why.BAD_PRESS)
-            outcome = "acted" if pressed.ok else "did nothing"
-            log.info("%s on case %s %s", what.action.value, pressed.case, outcome)
+            if what.action is not CaseAction.REFRESH:  # Teams refreshes by itself: no news
+                outcome = "acted" if pressed.ok else "did nothing"
+                log.info("%s on case %s %s", what.action.value, pressed.case, outcome)
             return CasePressed(pressed, actor)
         if isinstance(what, HomeVisit):
             return HomeCard(await flow.home(what.person, arrival.platform))

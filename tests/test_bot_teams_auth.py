@@ -675,6 +675,8 @@ async def test_a_silent_metadata_host_does_not_delay_healthz(
             began = time.perf_counter()
             again = await bot.post(bot.teams.personal("mailfix"), **bearer(forged[0]))
             assert again.status == 503
+            # Retry-After: when the next fetch will be tried (the first back-off is 5 s).
+            assert 1 <= int(again.headers["Retry-After"]) <= 5
             assert time.perf_counter() - began < 0.5
             assert silent.connections == 1
 

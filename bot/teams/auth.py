@@ -281,7 +281,12 @@ EMULATOR_CHANNEL = "emulator"
 
 
 class KeysUnavailable(Exception):
-    """The signing keys could not be fetched (our outage: 503, not the caller's fault)."""
+    """The signing keys could not be fetched (our outage: 503, not the caller's fault);
+    `retry_after`: seconds until the next fetch is tried."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -326,7 +331,9 @@ class SigningKeys:
             return None  # an unknown key id does not make us refetch on every request
         try:
             if now < self._retry_at:
-                raise KeysUnavailable("signing keys unavailable (backing off)")
+                raise KeysUnavailable(
+                    "signing keys unavailable (backing off)", retry_after=self._retry_at - now
+                )
             if self._inflight is None:
                 self._inflight = asyncio.ensure_future(self._refresh())
                 self._inflight.add_done_callback(self._done)
@@ -365,7 +372,7 @@ class SigningKeys:
                 type(exc).__name__,
                 wait,
             )
-            raise KeysUnavailable("signing keys unavailable") from exc
+            raise KeysUnavailable("signing keys unavailable", retry_after=wait) from exc
         self._keys = keys
         self._fetched = self._clock()
         self._failures = 0

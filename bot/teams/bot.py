@@ -68,6 +68,7 @@ import asyncio
 import contextlib
 import html
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextvars import ContextVar
@@ -427,12 +428,12 @@ class TeamsBot:
             except PermissionError as exc:
                 log.warning("Teams request refused: %s", exc)
                 return _unauthorized("The token is not valid for this bot.")
-            except KeysUnavailable:
+            except KeysUnavailable as exc:
                 return _problem(
                     503,
                     "unavailable",
                     "The keys to check this token cannot be fetched right now; retry shortly.",
-                    headers={"Retry-After": "30"},
+                    headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
                 )
         elif header is not None:
             # No app id: nothing to check a token against, so none is taken (the Emulator

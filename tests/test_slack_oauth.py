@@ -31,7 +31,11 @@ FABRIKAM_TOKEN = "xoxb-3333333333-4444444444-FAKEfabrikamTOKEN"
 
 
 @asynccontextmanager
-async def oauth_bot(tmp_path: Path) -> AsyncIterator[Bot]:
+async def oauth_bot(
+    tmp_path: Path, *, diagnose: Any = None, housekeeping_every: float | None = None, **values: Any
+) -> AsyncIterator[Bot]:
+    """The server with OAuth installs (client id and secret, no bot token) on the fake Slack;
+    `values`: more settings."""
     fake = FakeSlack()
     await fake.start()
     settings = Settings(
@@ -42,12 +46,13 @@ async def oauth_bot(tmp_path: Path) -> AsyncIterator[Bot]:
         state_dir=tmp_path,
         database_url="",
         slack_lookup_email=False,
+        **values,
     )
     assert settings.slack_bot_token is None and settings.slack_enabled
-    app = create_app(settings)
+    app = create_app(settings, diagnose=diagnose, housekeeping_every=housekeeping_every)
     try:
         async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as http:
-            yield Bot(http, fake, app, SlackRequests(), None)  # type: ignore[arg-type]
+            yield Bot(http, fake, app, SlackRequests(), diagnose)
     finally:
         await fake.close()
 

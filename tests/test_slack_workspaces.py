@@ -16,19 +16,13 @@ from typing import Any
 from _slackfake import (
     ANA,
     GOOD_ANSWERS,
-    SECRET,
     Bot,
     FakeDiagnose,
-    FakeSlack,
-    SlackRequests,
     buttons,
 )
-from aiohttp.test_utils import TestClient, TestServer
-from test_slack_oauth import start_install
+from test_slack_oauth import oauth_bot, start_install
 
 from bot.housekeeping import LAPSED_MESSAGE
-from bot.server import create_app
-from bot.settings import Settings
 from bot.storage import SqlStore
 from checks.models import Client
 from dialogs.cases import CaseAction, NewCase
@@ -43,38 +37,22 @@ BO = "U0BO"
 @asynccontextmanager
 async def two_workspaces(tmp_path: Path, **values: Any) -> AsyncIterator[Bot]:
     """The server with OAuth installs, mailfix added to Fabrikam's and Northwind's Slack."""
-    fake = FakeSlack()
-    await fake.start()
-    settings = Settings(
-        slack_client_id=fake.client_id,
-        slack_client_secret=fake.client_secret,
-        slack_signing_secret=SECRET,
-        slack_api_url=fake.url,
-        state_dir=tmp_path,
-        database_url="",
-        slack_lookup_email=False,
-        **values,
-    )
-    diagnose = FakeDiagnose()
-    app = create_app(settings, diagnose=diagnose, housekeeping_every=0.1)
-    try:
-        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as http:
-            bot = Bot(http, fake, app, SlackRequests(), diagnose)
-            for n, (team, token) in enumerate(
-                ((FABRIKAM, FABRIKAM_TOKEN), (NORTHWIND, NORTHWIND_TOKEN))
-            ):
-                state, cookie = await start_install(bot)
-                fake.oauth_codes[f"code-{n}"] = {"team": team, "token": token}
-                back = await http.get(
-                    "/slack/oauth_redirect",
-                    params={"code": f"code-{n}", "state": state},
-                    headers={"Cookie": cookie},
-                )
-                assert back.status == 200, await back.text()
-            yield bot
-            await bot.runtime.supervisor.wait_idle()
-    finally:
-        await fake.close()
+    async with oauth_bot(
+        tmp_path, diagnose=FakeDiagnose(), housekeeping_every=0.1, **values
+    ) as bot:
+        for n, (team, token) in enumerate(
+            ((FABRIKAM, FABRIKAM_TOKEN), (NORTHWIND, NORTHWIND_TOKEN))
+        ):
+            state, cookie = await start_install(bot)
+            bot.slack.oauth_codes[f"code-{n}"] = {"team": team, "token": token}
+            back = await bot.http.get(
+                "/slack/oauth_redirect",
+                params={"code": f"code-{n}", "state": state},
+                headers={"Cookie": cookie},
+            )
+            assert back.status == 200, await back.text()
+        yield bot
+        await bot.runtime.supervisor.wait_idle()
 
 
 def dead(id: str, person: str, workspace: str) -> StoredDiagnosis:

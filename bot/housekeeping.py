@@ -42,7 +42,7 @@ class Swept:
 async def sweep(
     diagnoses: SqlStore,
     cases: SqlCaseStore,
-    approvals: Resumer,
+    fixes: Resumer,
     *,
     retention: timedelta,
     unleased_after: float,
@@ -62,7 +62,7 @@ async def sweep(
                 detail=str(proposal.remediation.get("title", "")),
             )
         )
-    swept.resumed_fixes = len(await approvals.resume_lapsed())
+    swept.resumed_fixes = len(await fixes.resume_lapsed())
     swept.failed_diagnoses = await diagnoses.fail_lapsed(
         LAPSED_MESSAGE, unleased_after=unleased_after
     )
